@@ -1,0 +1,321 @@
+//! Cedar evaluation: a session's principal and facts, scoped to one policy
+//! snapshot, answering `connect`, `assume_role`, statements and `unmask`.
+//!
+//! One Cedar request per (action, relation) the statement touches; the
+//! statement is allowed only if all are. Require-approval is a second pass
+//! over the `@approval` forbids, run only when the base set allows, so an
+//! approval policy can never make a refused statement approvable.
+
+mod context;
+mod evaluate;
+mod requests;
+mod types;
+pub mod uid;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
+use palisade_sql::{Attributes, Relation};
+
+pub use types::{ColumnMask, Effect, MaskMethod, Principal, SessionFacts, StatementVerdict, Verdict};
+
+use crate::policy::PolicySnapshot;
+use evaluate::Evaluator;
+
+/// Why a scope could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The target is not described in `targets.toml`.
+    #[error("unknown target `{0}`")]
+    UnknownTarget(String),
+    /// Cedar refused an entity or context built from the token's claims.
+    #[error("cannot build the policy request: {0}")]
+    Request(String),
+}
+
+/// A principal on a target under one policy snapshot. Built once per session
+/// (and again when the snapshot changes); every decision of the session reuses
+/// its entities.
+pub struct Scope {
+    snapshot: Arc<PolicySnapshot>,
+    target: String,
+    principal: EntityUid,
+    session_record: RestrictedExpression,
+    session_context: Context,
+    /// Target entities plus the principal, its groups, and every table seen so
+    /// far in this session (tables are added on first use).
+    entities: RwLock<Entities>,
+    /// Masks per table, decided once per scope.
+    masks: RwLock<HashMap<Relation, Arc<Vec<ColumnMask>>>>,
+}
+
+impl Scope {
+    /// Builds the scope of a session.
+    pub fn new(
+        snapshot: Arc<PolicySnapshot>,
+        principal: &Principal,
+        facts: &SessionFacts,
+    ) -> Result<Self, EngineError> {
+        if snapshot.target(&facts.target).is_none() {
+            return Err(EngineError::UnknownTarget(facts.target.clone()));
+        }
+        let principal_uid = uid::user(&principal.id);
+        let mut added: Vec<Entity> = principal
+            .groups
+            .iter()
+            .map(|g| Entity::with_uid(uid::group(g)))
+            .collect();
+        let attrs = [
+            ("issuer".to_owned(), RestrictedExpression::new_string(principal.issuer.clone())),
+            ("subject".to_owned(), RestrictedExpression::new_string(principal.subject.clone())),
+        ];
+        let tags = principal
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
+        let user = Entity::new_with_tags(
+            principal_uid.clone(),
+            attrs,
+            principal.groups.iter().map(|g| uid::group(g)),
+            tags,
+        )
+        .map_err(|e| EngineError::Request(e.to_string()))?;
+        added.push(user);
+        let entities = snapshot
+            .entities
+            .clone()
+            .add_entities(added, None)
+            .map_err(|e| EngineError::Request(e.to_string()))?;
+        let session_record = context::session_record(facts);
+        let session_context = context::session_context(&session_record)
+            .map_err(|e| EngineError::Request(e.to_string()))?;
+        Ok(Self {
+            snapshot,
+            target: facts.target.clone(),
+            principal: principal_uid,
+            session_record,
+            session_context,
+            entities: RwLock::new(entities),
+            masks: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The snapshot this scope decides with.
+    pub fn snapshot(&self) -> &Arc<PolicySnapshot> {
+        &self.snapshot
+    }
+
+    fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator {
+            snapshot: &self.snapshot,
+            principal: &self.principal,
+        }
+    }
+
+    /// May the principal connect to the target?
+    pub fn decide_connect(&self) -> Verdict {
+        let entities = self.read_entities();
+        self.evaluator().decide(
+            &[(uid::action("connect"), uid::database(&self.target), "connect".into())],
+            &self.session_context,
+            &entities,
+        )
+    }
+
+    /// The subset of `roles` the principal may assume on the target.
+    pub fn decide_roles<'r>(&self, roles: &'r [String]) -> Vec<(&'r str, Verdict)> {
+        let entities = self.read_entities();
+        roles
+            .iter()
+            .map(|role| {
+                let verdict = self.evaluator().decide(
+                    &[(
+                        uid::action("assume_role"),
+                        uid::role(&self.target, role),
+                        format!("role {role}"),
+                    )],
+                    &self.session_context,
+                    &entities,
+                );
+                (role.as_str(), verdict)
+            })
+            .collect()
+    }
+
+    /// May the principal see the clear values of a column? A refusal names
+    /// the masking method.
+    pub fn decide_unmask(&self, schema: &str, table: &str, column: &str) -> Verdict {
+        let entities = self.read_entities();
+        self.evaluator().decide(
+            &[(
+                uid::action("unmask"),
+                uid::column(&self.target, schema, table, column),
+                format!("{schema}.{table}.{column}"),
+            )],
+            &self.session_context,
+            &entities,
+        )
+    }
+
+    /// Decides one statement, with the masks its results need.
+    pub fn decide_statement(&self, attributes: &Attributes) -> StatementVerdict {
+        self.ensure_tables(attributes);
+        let filtered = self.filtered_classifications(attributes);
+        let context = match context::statement_context(&self.session_record, attributes, &filtered) {
+            Ok(c) => c,
+            Err(e) => {
+                return StatementVerdict::deny_error(format!(
+                    "the statement could not be put to policy: {e}"
+                ));
+            }
+        };
+        let requests = requests::for_statement(&self.target, attributes);
+        let verdict = {
+            let entities = self.read_entities();
+            self.evaluator().decide(&requests, &context, &entities)
+        };
+        let masks = if verdict.effect == Effect::Deny {
+            Vec::new()
+        } else {
+            attributes
+                .reads
+                .iter()
+                .flat_map(|r| self.masks_for(r).iter().cloned().collect::<Vec<_>>())
+                .collect()
+        };
+        StatementVerdict { verdict, masks }
+    }
+
+    fn read_entities(&self) -> std::sync::RwLockReadGuard<'_, Entities> {
+        // A poisoned lock only means another decision panicked mid-update of
+        // the table cache; the entities themselves are immutable values.
+        self.entities
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds the tables (and their schemas) a statement touches, so `resource in
+    /// Schema::"…"` holds for them.
+    fn ensure_tables(&self, attributes: &Attributes) {
+        let missing: Vec<&Relation> = {
+            let entities = self.read_entities();
+            attributes
+                .reads
+                .iter()
+                .chain(&attributes.writes)
+                .filter(|r| {
+                    entities
+                        .get(&uid::table(&self.target, &r.schema, &r.name))
+                        .is_none()
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let mut entities = self
+            .entities
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut added = Vec::new();
+        for r in missing {
+            let table = uid::table(&self.target, &r.schema, &r.name);
+            if entities.get(&table).is_some() || added.iter().any(|e: &Entity| e.uid() == table) {
+                continue;
+            }
+            let schema = uid::schema(&self.target, &r.schema);
+            if entities.get(&schema).is_none() && !added.iter().any(|e: &Entity| e.uid() == schema) {
+                let attrs = [("name".to_owned(), RestrictedExpression::new_string(r.schema.clone()))];
+                if let Ok(e) = Entity::new_with_tags(schema.clone(), attrs, [uid::database(&self.target)], []) {
+                    added.push(e);
+                }
+            }
+            let attrs = [
+                ("name".to_owned(), RestrictedExpression::new_string(r.name.clone())),
+                ("schema".to_owned(), RestrictedExpression::new_string(r.schema.clone())),
+            ];
+            if let Ok(e) = Entity::new_with_tags(table, attrs, [schema], []) {
+                added.push(e);
+            }
+        }
+        let current = std::mem::replace(&mut *entities, Entities::empty());
+        match current.clone().add_entities(added, None) {
+            Ok(updated) => *entities = updated,
+            // Without the table entity `resource in Schema` is false: permits
+            // cannot match, so the statement is refused (fail closed).
+            Err(_) => *entities = current,
+        }
+    }
+
+    /// Classifications of the columns a statement filters, sorts, groups or
+    /// aggregates on. An unresolved column counts for every read table that
+    /// has a classified column of that name.
+    fn filtered_classifications(&self, attributes: &Attributes) -> Vec<String> {
+        let Some(target) = self.snapshot.target(&self.target) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for c in &attributes.filtered_columns {
+            let candidates: Vec<&Relation> = match &c.relation {
+                Some(r) => vec![r],
+                None => attributes.reads.iter().collect(),
+            };
+            for r in candidates {
+                if let Some(cols) = target.classified.get(&(r.schema.clone(), r.name.clone())) {
+                    out.extend(
+                        cols.iter()
+                            .filter(|k| k.column == c.column)
+                            .map(|k| k.classification.clone()),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn masks_for(&self, relation: &Relation) -> Arc<Vec<ColumnMask>> {
+        if let Some(m) = self
+            .masks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(relation)
+        {
+            return m.clone();
+        }
+        let mut masks = Vec::new();
+        if let Some(cols) = self
+            .snapshot
+            .target(&self.target)
+            .and_then(|t| t.classified.get(&(relation.schema.clone(), relation.name.clone())))
+        {
+            for c in cols {
+                let verdict = self.decide_unmask(&relation.schema, &relation.name, &c.column);
+                if verdict.effect != Effect::Allow {
+                    let policy = verdict.policies.first().cloned().unwrap_or_default();
+                    let method = verdict
+                        .policies
+                        .iter()
+                        .find_map(|p| self.snapshot.meta(&cedar_policy::PolicyId::new(p)).and_then(|m| m.mask))
+                        .unwrap_or(MaskMethod::Redact);
+                    masks.push(ColumnMask {
+                        schema: relation.schema.clone(),
+                        table: relation.name.clone(),
+                        column: c.column.clone(),
+                        classification: c.classification.clone(),
+                        method,
+                        policy_id: policy,
+                    });
+                }
+            }
+        }
+        let masks = Arc::new(masks);
+        self.masks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(relation.clone(), masks.clone());
+        masks
+    }
+}

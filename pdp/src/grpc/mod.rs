@@ -1,0 +1,10 @@
+//! The gRPC edge: services over mutual TLS, protobuf converted to domain types
+//! here and nowhere else.
+
+pub mod convert;
+mod decision;
+mod peer;
+mod policy;
+
+pub use decision::{DecisionApi, DecisionSettings};
+pub use policy::PolicyApi;
