@@ -97,18 +97,19 @@ apt_has() {
 }
 
 # --- libclang --------------------------------------------------------------------------------
+# bindgen needs the shared library and clang's builtin headers (stddef.h ...): the runtime
+# package libclang1-N alone is not enough, libclang-dev brings both.
 find_libclang() {
-    local f
-    if [ -n "${LIBCLANG_PATH:-}" ]; then
-        for f in "$LIBCLANG_PATH"/libclang*.so*; do
-            [ -e "$f" ] && { echo "$f"; return 0; }
-        done
-    fi
-    for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-*.so* \
-        /usr/lib/*-linux-gnu/libclang*.so* /usr/lib64/libclang.so*; do
-        [ -e "$f" ] && { echo "$f"; return 0; }
+    local f lib="" headers=""
+    for f in ${LIBCLANG_PATH:+"$LIBCLANG_PATH"/libclang*.so*} \
+        /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang-*.so \
+        /usr/lib/*-linux-gnu/libclang.so /usr/lib/*-linux-gnu/libclang-*.so; do
+        [ -e "$f" ] && { lib=$f; break; }
     done
-    return 1
+    for f in /usr/lib/llvm-*/lib/clang/*/include/stddef.h /usr/lib/clang/*/include/stddef.h; do
+        [ -e "$f" ] && { headers=$f; break; }
+    done
+    [ -n "$lib" ] && [ -n "$headers" ] && echo "$lib"
 }
 if path=$(find_libclang); then
     report libclang present "$path"

@@ -1,7 +1,27 @@
-//! Palisade agent: a PostgreSQL wire-protocol gateway that asks the policy
-//! service about every statement before relaying it to the database.
+//! The Palisade agent: a PostgreSQL wire-protocol gateway that puts a policy
+//! decision in front of every statement.
 //!
-//! Modules follow the data flow: `listener` → `frontend` → [`codec`] →
-//! `analyze` → `enforce` → `backend` → `mask` → `audit`.
+//! Modules follow the traffic: [`listener`] accepts a client; [`frontend`]
+//! negotiates TLS and reads its startup and token; [`session`] opens the
+//! session at the PDP ([`pdp`]), connects upstream ([`backend`]) and runs the
+//! two directions; on the way in, [`codec`] frames each message and
+//! [`enforce`] decides each statement (analysis by `palisade_sql`); on the
+//! way out, results are relayed. [`error`] maps every failure to what the
+//! client sees. Nothing here is PostgreSQL-specific but [`codec`],
+//! [`frontend`], [`backend`] and [`session`]: a second wire protocol plugs in
+//! beside them and reuses [`enforce`], [`pdp`] and [`metrics`].
 
+#![deny(missing_docs)]
+
+pub mod backend;
 pub mod codec;
+pub mod config;
+pub mod context;
+pub mod enforce;
+pub mod error;
+pub mod frontend;
+pub mod listener;
+pub mod metrics;
+pub mod net;
+pub mod pdp;
+pub mod session;

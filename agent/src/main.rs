@@ -1,1 +1,67 @@
-fn main() {}
+//! `palisade-agent`: the PostgreSQL-facing gateway.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use palisade_agent::config::AgentConfig;
+use palisade_agent::context::AgentContext;
+use palisade_agent::{listener, metrics};
+use tracing_subscriber::EnvFilter;
+
+/// The Palisade agent (PostgreSQL wire protocol, decisions from the PDP).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, short, env = "PALISADE_AGENT_CONFIG", default_value = "agent.toml")]
+    config: PathBuf,
+    /// Log as JSON lines.
+    #[arg(long)]
+    json_logs: bool,
+    /// How long open sessions may run on after SIGTERM.
+    #[arg(long, default_value = "30")]
+    drain_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.json_logs {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = AgentConfig::load(&args.config)?;
+    let addr = config.listen.addr;
+    let metrics_addr = config.metrics_listen;
+    let ctx = AgentContext::new(config)?;
+    if let Some(addr) = metrics_addr {
+        let listener = metrics::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tokio::spawn(metrics::serve(listener, ctx.metrics.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    listener::serve(listener, ctx, shutdown_signal(), Duration::from_secs(args.drain_seconds)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -139,7 +139,10 @@ impl DevIssuer {
     /// The overrides in [`DevClaims`] let tests build expired, not-yet-valid,
     /// wrong-audience and wrong-issuer tokens that are still correctly signed.
     pub fn mint(&self, claims: &DevClaims) -> Result<String> {
-        if let Some(name) = RESERVED_CLAIMS.iter().find(|c| claims.extra.contains_key(**c)) {
+        if let Some(name) = RESERVED_CLAIMS
+            .iter()
+            .find(|c| claims.extra.contains_key(**c))
+        {
             bail!("claim `{name}` is set by the issuer and cannot be passed as an extra claim");
         }
         let iat = match claims.issued_at {
@@ -330,5 +333,4 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests;

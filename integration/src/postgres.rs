@@ -141,7 +141,8 @@ struct TlsFiles {
 /// `postgres.log` (server log), `superuser-password`, the unix socket, and with TLS `ca.crt`,
 /// `server.crt`, `server.key`.
 pub struct TestPostgres {
-    // Field order matters: `dir` must be dropped last, after `Drop::drop` stopped the server.
+    // `dir` (removed when dropped, if temporary) is only dropped after `Drop::drop` has
+    // stopped the server.
     bin_dir: PathBuf,
     data_dir: PathBuf,
     port: u16,

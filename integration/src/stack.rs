@@ -200,3 +200,90 @@ pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The directory holding the workspace's binaries (`target/debug`), found
+/// from the test executable's own path (`target/debug/deps/...`).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("executable without a directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// A PDP running as its own process (`palisade-pdp`), for tests that kill
+/// and restart it.
+pub struct PdpProcess {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    config_path: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl PdpProcess {
+    /// Writes a configuration for `fixture` listening on `addr` and starts
+    /// the binary; returns once it accepts connections.
+    pub async fn start(fixture: &Fixture, addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let config_path = fixture.dir.path().join("pdp.toml");
+        let toml = format!(
+            r#"listen = "{addr}"
+policy_dir = "{policies}"
+reload_interval = "200ms"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+client_ca = "{ca}"
+
+[[issuers]]
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+jwks = {{ jwks_file = "{jwks}" }}
+"#,
+            policies = fixture.policy_dir.display(),
+            cert = fixture.certs.pdp.cert.display(),
+            key = fixture.certs.pdp.key.display(),
+            ca = fixture.certs.ca.cert.display(),
+            jwks = fixture.issuer.jwks_path().display(),
+        );
+        std::fs::write(&config_path, toml)?;
+        Self::spawn(config_path, addr).await
+    }
+
+    async fn spawn(config_path: PathBuf, addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let binary = bin_dir()?.join("palisade-pdp");
+        let child = tokio::process::Command::new(&binary)
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} (run `cargo build --bins` first)", binary.display()))?;
+        crate::ports::wait_for_port(addr, Duration::from_secs(30)).await?;
+        Ok(Self {
+            addr,
+            config_path,
+            child,
+        })
+    }
+
+    /// The gRPC endpoint URL.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts it again with the same configuration and port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        let fresh = Self::spawn(self.config_path.clone(), self.addr).await?;
+        *self = fresh;
+        Ok(())
+    }
+}

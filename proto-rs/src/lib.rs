@@ -10,3 +10,5 @@
 pub mod v1 {
     tonic::include_proto!("palisade.v1");
 }
+
+pub mod convert;

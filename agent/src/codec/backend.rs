@@ -220,9 +220,11 @@ impl<'a> BackendMessage<'a> {
             T::CopyOutResponse => Self::CopyOutResponse(CopyResponse::from_body(body)?),
             T::CopyBothResponse => Self::CopyBothResponse(CopyResponse::from_body(body)?),
             T::DataRow => Self::DataRow(DataRow::from_frame(frame)?),
-            T::EmptyQueryResponse => {
-                empty(frame, "EmptyQueryResponse message", Self::EmptyQueryResponse)?
-            }
+            T::EmptyQueryResponse => empty(
+                frame,
+                "EmptyQueryResponse message",
+                Self::EmptyQueryResponse,
+            )?,
             T::ErrorResponse => Self::ErrorResponse(ErrorResponse::from_frame(frame)?),
             T::FunctionCallResponse => {
                 Self::FunctionCallResponse(FunctionCallResponse::from_frame(frame)?)
@@ -289,7 +291,6 @@ fn empty<'a>(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, built_infallible};
@@ -348,6 +349,9 @@ mod tests {
             assert!(BackendMessage::from_frame(&frame).is_ok());
         }
         let frame = Frame::new(b'Q', b"").unwrap();
-        assert!(matches!(BackendMessage::from_frame(&frame), Err(CodecError::UnknownTag { .. })));
+        assert!(matches!(
+            BackendMessage::from_frame(&frame),
+            Err(CodecError::UnknownTag { .. })
+        ));
     }
 }

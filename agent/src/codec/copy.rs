@@ -23,7 +23,9 @@ view!(CopyData, b'd');
 
 impl std::fmt::Debug for CopyData<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CopyData").field("len", &self.data.len()).finish_non_exhaustive()
+        f.debug_struct("CopyData")
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,7 +48,6 @@ impl<'a> CopyFail<'a> {
 view!(CopyFail, b'f');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -55,7 +56,12 @@ mod tests {
     #[test]
     fn copy_data_round_trip() {
         let frame = built(|b| write::copy_data(b, b"1\talice\n"));
-        assert_eq!(CopyData::from_frame(&frame).unwrap(), CopyData { data: b"1\talice\n" });
+        assert_eq!(
+            CopyData::from_frame(&frame).unwrap(),
+            CopyData {
+                data: b"1\talice\n"
+            }
+        );
         assert!(!format!("{:?}", CopyData::from_frame(&frame).unwrap()).contains("alice"));
         check_truncations(&frame, false, |b| CopyData::from_body(b).is_ok());
     }
@@ -63,7 +69,12 @@ mod tests {
     #[test]
     fn copy_fail_round_trip() {
         let frame = built(|b| write::copy_fail(b, "disk full"));
-        assert_eq!(CopyFail::from_frame(&frame).unwrap(), CopyFail { message: "disk full" });
+        assert_eq!(
+            CopyFail::from_frame(&frame).unwrap(),
+            CopyFail {
+                message: "disk full"
+            }
+        );
         check_truncations(&frame, true, |b| CopyFail::from_body(b).is_ok());
         assert!(CopyFail::from_body(b"a\0b\0").is_err(), "trailing bytes");
         assert!(CopyData::from_frame(&frame).is_err(), "wrong tag");

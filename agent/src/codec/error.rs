@@ -161,7 +161,6 @@ impl fmt::Display for TagName {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::backend::ErrorResponse;
@@ -170,9 +169,15 @@ mod tests {
 
     fn every_variant() -> Vec<CodecError> {
         vec![
-            CodecError::TooLong { len: 2_000_000, max: 1_048_576 },
+            CodecError::TooLong {
+                len: 2_000_000,
+                max: 1_048_576,
+            },
             CodecError::malformed("Bind message", "parameter count exceeds message length"),
-            CodecError::UnexpectedTag { expected: b'Q', found: 0 },
+            CodecError::UnexpectedTag {
+                expected: b'Q',
+                found: 0,
+            },
             CodecError::UnknownTag { tag: b'~' },
             CodecError::UnsupportedProtocolVersion { major: 2, minor: 0 },
             CodecError::DataAfterEncryptionRequest,
@@ -189,7 +194,11 @@ mod tests {
             assert!(!text.contains("CodecError"), "{text}");
         }
         assert_eq!(
-            CodecError::TooLong { len: 2_000_000, max: 1_048_576 }.to_string(),
+            CodecError::TooLong {
+                len: 2_000_000,
+                max: 1_048_576
+            }
+            .to_string(),
             "message of 2000000 bytes exceeds the limit of 1048576"
         );
         assert_eq!(
@@ -198,7 +207,11 @@ mod tests {
             "malformed Bind message: parameter count exceeds message length"
         );
         assert_eq!(
-            CodecError::UnexpectedTag { expected: b'Q', found: 0 }.to_string(),
+            CodecError::UnexpectedTag {
+                expected: b'Q',
+                found: 0
+            }
+            .to_string(),
             "expected message type 'Q' but found 0x00"
         );
     }
@@ -208,7 +221,9 @@ mod tests {
         let codes: Vec<_> = every_variant().iter().map(CodecError::sqlstate).collect();
         assert_eq!(
             codes,
-            ["08P01", "08P01", "08P01", "08P01", "0A000", "08P01", "XX000", "08006"]
+            [
+                "08P01", "08P01", "08P01", "08P01", "0A000", "08P01", "XX000", "08006"
+            ]
         );
         assert!(!CodecError::Io(std::io::Error::other("x")).can_respond());
         assert!(CodecError::DataAfterEncryptionRequest.can_respond());

@@ -43,12 +43,18 @@ impl Frame {
             .len()
             .checked_add(4)
             .and_then(|n| i32::try_from(n).ok())
-            .ok_or(CodecError::unencodable("message", "body does not fit a message"))?;
+            .ok_or(CodecError::unencodable(
+                "message",
+                "body does not fit a message",
+            ))?;
         let mut raw = BytesMut::with_capacity(body.len().saturating_add(HEADER_LEN));
         raw.put_u8(tag);
         raw.put_i32(len);
         raw.put_slice(body);
-        Ok(Self { tag, raw: raw.freeze() })
+        Ok(Self {
+            tag,
+            raw: raw.freeze(),
+        })
     }
 
     /// The message type byte, e.g. `b'Q'`.
@@ -103,7 +109,10 @@ pub(crate) fn expect_tag(frame: &Frame, expected: u8) -> Result<(), CodecError> 
     if frame.tag == expected {
         Ok(())
     } else {
-        Err(CodecError::UnexpectedTag { expected, found: frame.tag })
+        Err(CodecError::UnexpectedTag {
+            expected,
+            found: frame.tag,
+        })
     }
 }
 
@@ -118,7 +127,10 @@ pub(crate) fn expect_empty(
     if frame.body().is_empty() {
         Ok(())
     } else {
-        Err(CodecError::malformed(message, "message should have no body"))
+        Err(CodecError::malformed(
+            message,
+            "message should have no body",
+        ))
     }
 }
 
@@ -160,7 +172,10 @@ impl Decoder for FrameCodec {
         }
         let limit = self.max_len.min(i32::MAX as usize);
         if len > limit {
-            return Err(CodecError::TooLong { len, max: self.max_len });
+            return Err(CodecError::TooLong {
+                len,
+                max: self.max_len,
+            });
         }
         // Cannot overflow: `len <= i32::MAX`.
         let total = len.saturating_add(1);
@@ -206,7 +221,6 @@ impl Encoder<&Frame> for FrameCodec {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -221,7 +235,9 @@ mod tests {
 
         let mut wire = BytesMut::new();
         FrameCodec::new(1 << 20).encode(&frame, &mut wire).unwrap();
-        FrameCodec::new(1 << 20).encode(frame.clone(), &mut wire).unwrap();
+        FrameCodec::new(1 << 20)
+            .encode(frame.clone(), &mut wire)
+            .unwrap();
         let mut codec = FrameCodec::new(1 << 20);
         assert_eq!(codec.decode(&mut wire).unwrap(), Some(frame.clone()));
         assert_eq!(codec.decode(&mut wire).unwrap(), Some(frame.clone()));
@@ -251,7 +267,11 @@ mod tests {
         let wire = b"Q\0\0\0\x0dselect 1\0";
         for cut in 0..wire.len() {
             let mut src = BytesMut::from(&wire[..cut]);
-            assert_eq!(FrameCodec::new(64).decode(&mut src).unwrap(), None, "cut {cut}");
+            assert_eq!(
+                FrameCodec::new(64).decode(&mut src).unwrap(),
+                None,
+                "cut {cut}"
+            );
             assert_eq!(src.len(), cut, "partial input is left in place");
             assert!(src.capacity() >= if cut < 5 { 5 } else { wire.len() });
         }
@@ -271,10 +291,13 @@ mod tests {
     #[test]
     fn oversized_length_is_rejected_before_allocating() {
         let mut src = BytesMut::with_capacity(8);
-        src.extend_from_slice(&[b'Q']);
+        src.extend_from_slice(b"Q");
         src.extend_from_slice(&2_000_000u32.to_be_bytes());
         let err = FrameCodec::new(1_048_576).decode(&mut src).unwrap_err();
-        assert_eq!(err.to_string(), "message of 2000000 bytes exceeds the limit of 1048576");
+        assert_eq!(
+            err.to_string(),
+            "message of 2000000 bytes exceeds the limit of 1048576"
+        );
         assert!(src.capacity() < 1024, "reserved {} bytes", src.capacity());
 
         // Lengths that are negative as Int32 are rejected even with no limit.

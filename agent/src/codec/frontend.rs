@@ -140,8 +140,8 @@ impl<'a> FrontendMessage<'a> {
     /// Parses any frontend frame; an unknown tag is a protocol violation, as
     /// in PostgreSQL ("invalid frontend message type").
     pub fn from_frame(frame: &'a Frame) -> Result<Self, CodecError> {
-        let tag = FrontendTag::from_u8(frame.tag())
-            .ok_or(CodecError::UnknownTag { tag: frame.tag() })?;
+        let tag =
+            FrontendTag::from_u8(frame.tag()).ok_or(CodecError::UnknownTag { tag: frame.tag() })?;
         Ok(match tag {
             FrontendTag::Query => Self::Query(Query::from_frame(frame)?),
             FrontendTag::Parse => Self::Parse(Parse::from_frame(frame)?),
@@ -194,7 +194,6 @@ impl<'a> FrontendMessage<'a> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, built_infallible};

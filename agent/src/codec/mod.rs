@@ -14,9 +14,9 @@
 //!    count before allocating, and read exactly as PostgreSQL does, trailing
 //!    bytes included, so the gateway and the server never see different
 //!    messages in the same bytes.
-//! 3. **Builders.** [`write`] appends the messages the proxy makes up itself
-//!    (errors, authentication, its own startup and queries) to a
-//!    `BytesMut`, with no allocation per message.
+//! 3. **Builders.** [`write`](mod@write) appends the messages the proxy
+//!    makes up itself (errors, authentication, its own startup and queries)
+//!    to a `BytesMut`, with no allocation per message.
 //!
 //! Errors are one [`CodecError`], which knows its SQLSTATE and how to tell
 //! the client. Hostile input never panics: see the fuzz tests.
@@ -25,9 +25,9 @@
 //! `postgres_protocol::message::backend`: that parser takes ownership of the
 //! read buffer (so it cannot view a [`Frame`] that is also being relayed),
 //! reserves whatever length a peer declares, knows only 4-byte cancel keys
-//! and no NegotiateProtocolVersion, and reports `io::Error`. Its frontend
-//! builders likewise speak only protocol 3.0 and `io::Error`, so [`write`]
-//! has its own.
+//! and no NegotiateProtocolVersion, CopyBothResponse or FunctionCallResponse,
+//! and reports `io::Error`. Its frontend builders likewise speak only
+//! protocol 3.0 and `io::Error`, so [`write`](mod@write) has its own.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -80,7 +80,12 @@ mod fuzz;
 #[cfg(test)]
 mod test_support;
 
-pub use backend::{BackendMessage, BackendTag};
+pub use backend::{
+    Authentication, BackendKeyData, BackendMessage, BackendTag, CommandComplete, CopyResponse,
+    DataRow, ErrorResponse, FieldDescription, FunctionCallResponse, NegotiateProtocolVersion,
+    NoticeResponse, NotificationResponse, ParameterDescription, ParameterStatus, ReadyForQuery,
+    RowDescription, Severity, TransactionStatus,
+};
 pub use copy::{CopyData, CopyFail};
 pub use error::{CodecError, sqlstate};
 pub use frame::{Frame, FrameCodec, HEADER_LEN, POSTGRES_MAX_MESSAGE_LEN};

@@ -79,7 +79,11 @@ impl StartupPacket {
                 if r.remaining() != 0 {
                     return Err(r.error("encryption request has a body"));
                 }
-                Ok(if code == SSL_REQUEST_CODE { Self::SslRequest } else { Self::GssEncRequest })
+                Ok(if code == SSL_REQUEST_CODE {
+                    Self::SslRequest
+                } else {
+                    Self::GssEncRequest
+                })
             }
             CANCEL_REQUEST_CODE => {
                 let process_id = r
@@ -92,7 +96,10 @@ impl StartupPacket {
                         "cancel key length is not between 1 and 256",
                     ));
                 }
-                Ok(Self::CancelRequest { process_id, secret_key: key.to_vec() })
+                Ok(Self::CancelRequest {
+                    process_id,
+                    secret_key: key.to_vec(),
+                })
             }
             _ => {
                 let [major_hi, major_lo, minor_hi, minor_lo] = code.to_be_bytes();
@@ -107,7 +114,11 @@ impl StartupPacket {
                     });
                 }
                 let parameters = parse_parameters(&mut r)?;
-                Ok(Self::Startup { version_major, version_minor, parameters })
+                Ok(Self::Startup {
+                    version_major,
+                    version_minor,
+                    parameters,
+                })
             }
         }
     }
@@ -116,9 +127,10 @@ impl StartupPacket {
     /// packet kinds.
     pub fn parameter(&self, name: &str) -> Option<&str> {
         match self {
-            Self::Startup { parameters, .. } => {
-                parameters.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-            }
+            Self::Startup { parameters, .. } => parameters
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
             Self::SslRequest | Self::GssEncRequest | Self::CancelRequest { .. } => None,
         }
     }
@@ -130,7 +142,10 @@ impl StartupPacket {
             Self::Startup { parameters, .. } => parameters.as_slice(),
             Self::SslRequest | Self::GssEncRequest | Self::CancelRequest { .. } => &[],
         };
-        parameters.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_."))
+        parameters
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("_pq_."))
     }
 }
 
@@ -139,12 +154,19 @@ impl fmt::Debug for StartupPacket {
         match self {
             Self::SslRequest => f.write_str("SslRequest"),
             Self::GssEncRequest => f.write_str("GssEncRequest"),
-            Self::CancelRequest { process_id, secret_key } => f
+            Self::CancelRequest {
+                process_id,
+                secret_key,
+            } => f
                 .debug_struct("CancelRequest")
                 .field("process_id", process_id)
                 .field("secret_key_len", &secret_key.len())
                 .finish_non_exhaustive(),
-            Self::Startup { version_major, version_minor, parameters } => f
+            Self::Startup {
+                version_major,
+                version_minor,
+                parameters,
+            } => f
                 .debug_struct("Startup")
                 .field("version_major", version_major)
                 .field("version_minor", version_minor)
@@ -169,12 +191,15 @@ fn parse_parameters(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, CodecEr
         }
         parameters.push((name.to_owned(), value.to_owned()));
     }
-    r.finish().map_err(|_| r.error("expected terminator as last byte"))?;
+    r.finish()
+        .map_err(|_| r.error("expected terminator as last byte"))?;
     Ok(parameters)
 }
 
 fn next_string<'a>(r: &mut Reader<'a>) -> Result<&'a str, CodecError> {
-    let bytes = r.cstr_bytes().map_err(|_| r.error("expected terminator as last byte"))?;
+    let bytes = r
+        .cstr_bytes()
+        .map_err(|_| r.error("expected terminator as last byte"))?;
     std::str::from_utf8(bytes).map_err(|_| r.error("parameter is not valid UTF-8"))
 }
 
@@ -202,7 +227,10 @@ impl Decoder for StartupCodec {
             return Err(CodecError::malformed(NAME, "length is less than 8"));
         }
         if body_len > MAX_STARTUP_PACKET_LEN {
-            return Err(CodecError::TooLong { len: body_len, max: MAX_STARTUP_PACKET_LEN });
+            return Err(CodecError::TooLong {
+                len: body_len,
+                max: MAX_STARTUP_PACKET_LEN,
+            });
         }
         if src.len() < len {
             src.reserve(len.saturating_sub(src.len()));
@@ -210,8 +238,10 @@ impl Decoder for StartupCodec {
         }
         let packet = src.split_to(len);
         let packet = StartupPacket::parse(packet.get(4..).unwrap_or_default())?;
-        if matches!(packet, StartupPacket::SslRequest | StartupPacket::GssEncRequest)
-            && !src.is_empty()
+        if matches!(
+            packet,
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest
+        ) && !src.is_empty()
         {
             // Anything sent before our answer would be processed as if it
             // had arrived over the encrypted channel.
@@ -223,7 +253,6 @@ impl Decoder for StartupCodec {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::write;
@@ -233,7 +262,10 @@ mod tests {
     }
 
     fn packet(code: u32, rest: &[u8]) -> Vec<u8> {
-        let mut v = u32::try_from(8 + rest.len()).unwrap().to_be_bytes().to_vec();
+        let mut v = u32::try_from(8 + rest.len())
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
         v.extend_from_slice(&code.to_be_bytes());
         v.extend_from_slice(rest);
         v
@@ -244,9 +276,15 @@ mod tests {
         let mut buf = BytesMut::new();
         write::ssl_request(&mut buf);
         assert_eq!(&buf[..], &packet(SSL_REQUEST_CODE, b"")[..]);
-        assert_eq!(StartupCodec.decode(&mut buf).unwrap(), Some(StartupPacket::SslRequest));
+        assert_eq!(
+            StartupCodec.decode(&mut buf).unwrap(),
+            Some(StartupPacket::SslRequest)
+        );
         write::gssenc_request(&mut buf);
-        assert_eq!(StartupCodec.decode(&mut buf).unwrap(), Some(StartupPacket::GssEncRequest));
+        assert_eq!(
+            StartupCodec.decode(&mut buf).unwrap(),
+            Some(StartupPacket::GssEncRequest)
+        );
         assert!(decode(&packet(SSL_REQUEST_CODE, b"x")).is_err());
     }
 
@@ -254,10 +292,16 @@ mod tests {
     fn data_after_encryption_request_is_refused() {
         let mut bytes = packet(SSL_REQUEST_CODE, b"");
         bytes.extend_from_slice(b"Q\0\0\0\x05\0");
-        assert!(matches!(decode(&bytes), Err(CodecError::DataAfterEncryptionRequest)));
+        assert!(matches!(
+            decode(&bytes),
+            Err(CodecError::DataAfterEncryptionRequest)
+        ));
         let mut bytes = packet(GSSENC_REQUEST_CODE, b"");
         bytes.push(0);
-        assert!(matches!(decode(&bytes), Err(CodecError::DataAfterEncryptionRequest)));
+        assert!(matches!(
+            decode(&bytes),
+            Err(CodecError::DataAfterEncryptionRequest)
+        ));
     }
 
     #[test]
@@ -266,28 +310,57 @@ mod tests {
             let mut buf = BytesMut::new();
             write::cancel_request(&mut buf, 4242, key).unwrap();
             let got = StartupCodec.decode(&mut buf).unwrap().unwrap();
-            assert_eq!(got, StartupPacket::CancelRequest { process_id: 4242, secret_key: key.to_vec() });
-            assert!(!format!("{got:?}").contains("[7, 7"), "key must not be shown");
+            assert_eq!(
+                got,
+                StartupPacket::CancelRequest {
+                    process_id: 4242,
+                    secret_key: key.to_vec()
+                }
+            );
+            assert!(
+                !format!("{got:?}").contains("[7, 7"),
+                "key must not be shown"
+            );
         }
-        assert!(decode(&packet(CANCEL_REQUEST_CODE, b"\0\0\0\x01")).is_err(), "no key");
-        assert!(decode(&packet(CANCEL_REQUEST_CODE, b"\0\0")).is_err(), "short pid");
+        assert!(
+            decode(&packet(CANCEL_REQUEST_CODE, b"\0\0\0\x01")).is_err(),
+            "no key"
+        );
+        assert!(
+            decode(&packet(CANCEL_REQUEST_CODE, b"\0\0")).is_err(),
+            "short pid"
+        );
         let mut long = b"\0\0\0\x01".to_vec();
         long.extend_from_slice(&[0; 257]);
-        assert!(decode(&packet(CANCEL_REQUEST_CODE, &long)).is_err(), "key over 256 bytes");
+        assert!(
+            decode(&packet(CANCEL_REQUEST_CODE, &long)).is_err(),
+            "key over 256 bytes"
+        );
     }
 
     #[test]
     fn startup_round_trip_3_0_and_3_2() {
-        let params = [("user", "alice"), ("database", "app"), ("_pq_.x", "1"), ("empty", "")];
+        let params = [
+            ("user", "alice"),
+            ("database", "app"),
+            ("_pq_.x", "1"),
+            ("empty", ""),
+        ];
         for minor in [0, LATEST_PROTOCOL_MINOR, 9] {
             let mut buf = BytesMut::new();
             write::startup_message_with_minor(&mut buf, minor, &params).unwrap();
             let got = StartupCodec.decode(&mut buf).unwrap().unwrap();
-            let expected: Vec<_> =
-                params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let expected: Vec<_> = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
             assert_eq!(
                 got,
-                StartupPacket::Startup { version_major: 3, version_minor: minor, parameters: expected }
+                StartupPacket::Startup {
+                    version_major: 3,
+                    version_minor: minor,
+                    parameters: expected
+                }
             );
             assert_eq!(got.parameter("user"), Some("alice"));
             assert_eq!(got.parameter("nope"), None);
@@ -303,28 +376,40 @@ mod tests {
     #[test]
     fn other_protocol_versions_are_refused() {
         let err = decode(&packet(2 << 16, b"user\0a\0\0")).unwrap_err();
-        assert!(matches!(err, CodecError::UnsupportedProtocolVersion { major: 2, minor: 0 }));
+        assert!(matches!(
+            err,
+            CodecError::UnsupportedProtocolVersion { major: 2, minor: 0 }
+        ));
         assert_eq!(err.sqlstate(), "0A000");
         let err = decode(&packet(4 << 16, b"\0")).unwrap_err();
-        assert!(matches!(err, CodecError::UnsupportedProtocolVersion { major: 4, .. }));
+        assert!(matches!(
+            err,
+            CodecError::UnsupportedProtocolVersion { major: 4, .. }
+        ));
         let err = decode(&packet((1234 << 16) | 5681, b"")).unwrap_err();
-        assert!(matches!(err, CodecError::UnsupportedProtocolVersion { major: 1234, .. }));
+        assert!(matches!(
+            err,
+            CodecError::UnsupportedProtocolVersion { major: 1234, .. }
+        ));
     }
 
     #[test]
     fn malformed_parameter_lists() {
         let cases: [&[u8]; 7] = [
-            b"",                    // no terminator at all
-            b"user\0alice\0",       // missing final NUL
-            b"user\0alice",         // unterminated value
-            b"user\0",              // name without value
-            b"user\0a\0\0x",        // bytes after the terminator
+            b"",                     // no terminator at all
+            b"user\0alice\0",        // missing final NUL
+            b"user\0alice",          // unterminated value
+            b"user\0",               // name without value
+            b"user\0a\0\0x",         // bytes after the terminator
             b"user\0a\0user\0b\0\0", // duplicate name
-            b"us\xffer\0a\0\0",     // not UTF-8
+            b"us\xffer\0a\0\0",      // not UTF-8
         ];
         for body in cases {
             let err = decode(&packet(PROTOCOL_3_0, body)).unwrap_err();
-            assert!(matches!(err, CodecError::Malformed { .. }), "{body:?}: {err}");
+            assert!(
+                matches!(err, CodecError::Malformed { .. }),
+                "{body:?}: {err}"
+            );
         }
         let ok = decode(&packet(PROTOCOL_3_0, b"\0")).unwrap().unwrap();
         assert_eq!(ok.parameter("user"), None);
@@ -337,7 +422,10 @@ mod tests {
         }
         let mut src = BytesMut::from(&10_005u32.to_be_bytes()[..]);
         let err = StartupCodec.decode(&mut src).unwrap_err();
-        assert_eq!(err.to_string(), "message of 10001 bytes exceeds the limit of 10000");
+        assert_eq!(
+            err.to_string(),
+            "message of 10001 bytes exceeds the limit of 10000"
+        );
         assert!(src.capacity() < 1024);
         // Exactly the limit is fine (and waits for the bytes).
         let mut src = BytesMut::from(&10_004u32.to_be_bytes()[..]);

@@ -57,12 +57,10 @@ impl<'a> FormatCodes<'a> {
 
     /// The codes in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = i16> + 'a {
-        self.raw
-            .chunks_exact(2)
-            .map(|c| match c {
-                [a, b] => i16::from_be_bytes([*a, *b]),
-                _ => 0,
-            })
+        self.raw.chunks_exact(2).map(|c| match c {
+            [a, b] => i16::from_be_bytes([*a, *b]),
+            _ => 0,
+        })
     }
 }
 
@@ -92,7 +90,7 @@ impl<'a> Values<'a> {
         let all = r.peek();
         let mut walk = r.sub(all);
         for _ in 0..count {
-            match walk.i32()? {
+            match walk.i32().map_err(|_| walk.error(too_many))? {
                 -1 => {}
                 len => {
                     let len =
@@ -119,13 +117,18 @@ impl<'a> Values<'a> {
 
     /// The values in order; `None` is SQL NULL.
     pub fn iter(&self) -> ValuesIter<'a> {
-        ValuesIter { left: self.count, raw: self.raw }
+        ValuesIter {
+            left: self.count,
+            raw: self.raw,
+        }
     }
 }
 
 impl fmt::Debug for Values<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Values").field("len", &self.count).finish_non_exhaustive()
+        f.debug_struct("Values")
+            .field("len", &self.count)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,3 +171,46 @@ impl<'a> Iterator for ValuesIter<'a> {
 
 impl ExactSizeIterator for ValuesIter<'_> {}
 impl FusedIterator for ValuesIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_codes_follow_the_none_one_each_rule() {
+        let mut r = Reader::new(b"\0\0", "m");
+        let none = FormatCodes::read(&mut r, "x").unwrap();
+        assert_eq!((none.len(), none.format_of(7)), (0, Some(0)));
+        let mut r = Reader::new(b"\0\x01\0\x01", "m");
+        let one = FormatCodes::read(&mut r, "x").unwrap();
+        assert_eq!((one.format_of(0), one.format_of(9)), (Some(1), Some(1)));
+        let mut r = Reader::new(b"\0\x02\0\x01\0\0", "m");
+        let each = FormatCodes::read(&mut r, "x").unwrap();
+        assert_eq!(each.iter().collect::<Vec<_>>(), [1, 0]);
+        assert_eq!((each.format_of(1), each.format_of(2)), (Some(0), None));
+        assert!(FormatCodes::read(&mut Reader::new(b"\0\x02\0\x01", "m"), "x").is_err());
+    }
+
+    #[test]
+    fn values_iterate_in_place() {
+        let body = b"\0\0\0\x02hi\xff\xff\xff\xff\0\0\0\0tail";
+        let mut r = Reader::new(body, "m");
+        let values = Values::read(&mut r, 3, "too many").unwrap();
+        assert_eq!(r.rest(), b"tail", "only the values are consumed");
+        let mut it = values.iter();
+        assert_eq!(it.len(), 3);
+        assert_eq!(it.next(), Some(Some(&b"hi"[..])));
+        assert_eq!(it.next(), Some(None));
+        assert_eq!(it.next(), Some(Some(&b""[..])));
+        assert_eq!((it.next(), it.next()), (None, None));
+        assert_eq!(format!("{values:?}"), "Values { len: 3, .. }");
+        let err = Values::read(&mut Reader::new(b"\0\0\0\x04abcd", "m"), 2, "too many");
+        assert!(matches!(
+            err,
+            Err(CodecError::Malformed {
+                reason: "too many",
+                ..
+            })
+        ));
+    }
+}

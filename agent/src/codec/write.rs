@@ -13,12 +13,12 @@ mod to_server;
 
 pub use to_client::{
     authentication_cleartext_password, authentication_md5_password, authentication_ok,
-    authentication_sasl, authentication_sasl_continue, authentication_sasl_final,
-    backend_key_data, bind_complete, close_complete, command_complete, copy_both_response,
-    copy_in_response, copy_out_response, data_row, empty_query_response, error_response,
-    function_call_response, negotiate_protocol_version, no_data, notice_response,
-    notification_response, parameter_description, parameter_status, parse_complete,
-    portal_suspended, ready_for_query, row_description,
+    authentication_sasl, authentication_sasl_continue, authentication_sasl_final, backend_key_data,
+    bind_complete, close_complete, command_complete, copy_both_response, copy_in_response,
+    copy_out_response, data_row, empty_query_response, error_response, function_call_response,
+    negotiate_protocol_version, no_data, notice_response, notification_response,
+    parameter_description, parameter_status, parse_complete, portal_suspended, ready_for_query,
+    row_description,
 };
 pub use to_server::{
     bind, cancel_request, close, copy_fail, describe, execute, flush, function_call,
@@ -99,7 +99,10 @@ fn patch<const N: usize>(buf: &mut BytesMut, at: usize, bytes: [u8; N]) {
 /// receiver would take as the end of the string).
 fn put_cstr(buf: &mut BytesMut, s: &[u8], message: &'static str) -> Result<(), CodecError> {
     if s.contains(&0) {
-        return Err(CodecError::unencodable(message, "string contains a NUL byte"));
+        return Err(CodecError::unencodable(
+            message,
+            "string contains a NUL byte",
+        ));
     }
     buf.reserve(s.len().saturating_add(1));
     buf.put_slice(s);
@@ -154,7 +157,6 @@ fn put_values<V: AsRef<[u8]>>(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -128,7 +128,6 @@ fn fill(mut file: File, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

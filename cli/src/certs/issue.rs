@@ -165,9 +165,9 @@ fn name(common_name: &str, unit: Option<&str>) -> DistinguishedName {
 
 fn uri(prefix: &str, name: &str) -> Result<SanType> {
     let uri = format!("{prefix}{name}");
-    Ok(SanType::URI(uri.as_str().try_into().with_context(|| {
-        format!("`{uri}` is not a valid URI SAN")
-    })?))
+    Ok(SanType::URI(uri.as_str().try_into().with_context(
+        || format!("`{uri}` is not a valid URI SAN"),
+    )?))
 }
 
 fn sans(hosts: &[String]) -> Result<Vec<SanType>> {
@@ -192,7 +192,9 @@ pub(super) fn san(host: &str) -> Result<SanType> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     ensure!(valid, "`{host}` is neither an IP address nor a DNS name");
     Ok(SanType::DnsName(host.try_into().with_context(|| {

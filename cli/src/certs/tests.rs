@@ -74,8 +74,14 @@ fn sans(path: &Path) -> Vec<String> {
             GeneralName::DNSName(d) => format!("DNS:{d}"),
             GeneralName::URI(u) => format!("URI:{u}"),
             GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).unwrap())),
-                16 => format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap())),
+                4 => format!(
+                    "IP:{}",
+                    std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).unwrap())
+                ),
+                16 => format!(
+                    "IP:{}",
+                    std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap())
+                ),
                 _ => panic!("bad IP SAN"),
             },
             other => format!("{other:?}"),
@@ -96,11 +102,11 @@ fn common_name(path: &Path) -> String {
 }
 
 fn agent_paths<'a>(paths: &'a CertPaths, name: &str) -> &'a AgentCertPaths {
-    paths.agents.iter().find(|a| a.name == name).unwrap()
+    paths.agent(name).unwrap()
 }
 
 fn client_paths<'a>(paths: &'a CertPaths, name: &str) -> &'a ClientCertPaths {
-    paths.clients.iter().find(|c| c.name == name).unwrap()
+    paths.client(name).unwrap()
 }
 
 fn all_files(paths: &CertPaths) -> Vec<(&Path, u32)> {
@@ -142,10 +148,19 @@ fn default_layout_names_and_modes() {
     for (file, expected) in all_files(&paths) {
         assert_eq!(mode(file), expected, "{}", file.display());
     }
-    assert_eq!(agent_paths(&paths, "agent-1").pdp_client.cert, dir.join("agent-agent-1.pem"));
-    assert_eq!(client_paths(&paths, "admin").paths.key, dir.join("client-admin.key"));
+    assert_eq!(
+        agent_paths(&paths, "agent-1").pdp_client.cert,
+        dir.join("agent-agent-1.pem")
+    );
+    assert_eq!(
+        client_paths(&paths, "admin").paths.key,
+        dir.join("client-admin.key")
+    );
     let key = fs::read_to_string(&paths.ca.key).unwrap();
-    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 expected");
+    assert!(
+        key.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 expected"
+    );
 }
 
 #[test]
@@ -237,7 +252,13 @@ fn ca_is_constrained_p256() {
     // id-ecPublicKey with the prime256v1 curve.
     let spki = ca.public_key();
     assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
-    let curve = spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .unwrap()
+        .as_oid()
+        .unwrap();
     assert_eq!(curve.to_id_string(), "1.2.840.10045.3.1.7");
 
     // Leaves say CA:FALSE explicitly and name their usage.
@@ -246,7 +267,8 @@ fn ca_is_constrained_p256() {
     assert!(!pdp.basic_constraints().unwrap().unwrap().value.ca);
     let eku = pdp.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.server_auth && !eku.client_auth);
-    let days = (pdp.validity().not_after.timestamp() - pdp.validity().not_before.timestamp()) / 86_400;
+    let days =
+        (pdp.validity().not_after.timestamp() - pdp.validity().not_before.timestamp()) / 86_400;
     assert_eq!(days, 365);
 }
 
@@ -280,7 +302,10 @@ fn sans_and_names() {
         verify_as_server(&paths, &agent.listener.cert, "replica.db.internal").unwrap();
     }
     let ops = client_paths(&paths, "ops");
-    assert_eq!(sans(&ops.paths.cert), [format!("URI:{CLIENT_URI_PREFIX}ops")]);
+    assert_eq!(
+        sans(&ops.paths.cert),
+        [format!("URI:{CLIENT_URI_PREFIX}ops")]
+    );
     assert_eq!(common_name(&ops.paths.cert), "ops");
     assert!(tmp.path().join("client-ops.key").exists());
     assert!(tmp.path().join("agent-edge-2-server.pem").exists());
@@ -321,7 +346,10 @@ fn one_existing_file_blocks_everything() {
     assert!(format!("{err:#}").contains("client-admin.key"), "{err:#}");
     // Nothing else was written.
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
-    assert_eq!(fs::read_to_string(tmp.path().join("client-admin.key")).unwrap(), "mine");
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("client-admin.key")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]
@@ -336,7 +364,13 @@ fn invalid_inputs_are_all_reported_before_writing() {
         ..CertOptions::default()
     };
     let msg = format!("{:#}", init_dir(&dir, &opts).unwrap_err());
-    for needle in ["`bad host`", "`../escape`", "`a` is listed twice", "client name must not be empty", "--days"] {
+    for needle in [
+        "`bad host`",
+        "`../escape`",
+        "`a` is listed twice",
+        "client name must not be empty",
+        "--days",
+    ] {
         assert!(msg.contains(needle), "{needle} missing from: {msg}");
     }
     assert!(!dir.exists());
@@ -355,7 +389,16 @@ fn clap_defaults_match_the_documented_defaults() {
     assert_eq!(cli.init.dir, Path::new("./certs"));
 
     let cli = Cli::try_parse_from([
-        "palisade", "--agent", "a", "--agent", "b", "--pdp-host", "pdp", "--force", "--days", "7",
+        "palisade",
+        "--agent",
+        "a",
+        "--agent",
+        "b",
+        "--pdp-host",
+        "pdp",
+        "--force",
+        "--days",
+        "7",
     ])
     .unwrap();
     let opts = cli.init.options();

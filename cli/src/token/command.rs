@@ -148,7 +148,9 @@ fn gitlab_ci(overrides: &Map<String, Value>) -> (Option<String>, Map<String, Val
     put("job_id", random_id());
     put("user_login", "dev-user".to_owned());
     (
-        Some(format!("project_path:{project}:ref_type:branch:ref:{git_ref}")),
+        Some(format!(
+            "project_path:{project}:ref_type:branch:ref:{git_ref}"
+        )),
         claims,
     )
 }

@@ -61,7 +61,8 @@ fn files_modes_and_jwks_shape() {
     let pem = fs::read_to_string(dir.join("dev-issuer.key")).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
 
-    let jwks: Value = serde_json::from_str(&fs::read_to_string(issuer.jwks_path()).unwrap()).unwrap();
+    let jwks: Value =
+        serde_json::from_str(&fs::read_to_string(issuer.jwks_path()).unwrap()).unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     let key = &keys[0];
@@ -75,7 +76,8 @@ fn files_modes_and_jwks_shape() {
     assert_eq!(key["kid"], expected_kid.as_str());
     assert_eq!(issuer.kid(), expected_kid);
 
-    let meta: Value = serde_json::from_str(&fs::read_to_string(dir.join("dev-issuer.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("dev-issuer.json")).unwrap()).unwrap();
     assert_eq!(meta["issuer"], ISSUER);
     assert_eq!(meta["kid"], expected_kid.as_str());
 }
@@ -109,7 +111,12 @@ fn minted_token_verifies_against_the_written_jwks() {
     assert_eq!(body["jti"].as_str().unwrap().len(), 32);
 
     // Every token has its own jti.
-    let again = verify(&jwks_of(&issuer), &issuer.mint(&claims).unwrap(), &validation("palisade")).unwrap();
+    let again = verify(
+        &jwks_of(&issuer),
+        &issuer.mint(&claims).unwrap(),
+        &validation("palisade"),
+    )
+    .unwrap();
     assert_ne!(again["jti"], body["jti"]);
 }
 
@@ -153,15 +160,22 @@ fn bad_tokens_for_negative_tests() {
     early.not_before = Some(SystemTime::now() + hour);
     early.ttl = 2 * hour;
     let token = issuer.mint(&early).unwrap();
-    assert_eq!(kind(verify(&jwks, &token, &v)), ErrorKind::ImmatureSignature);
+    assert_eq!(
+        kind(verify(&jwks, &token, &v)),
+        ErrorKind::ImmatureSignature
+    );
 
-    let token = issuer.mint(&DevClaims::new("alice", "someone-else")).unwrap();
+    let token = issuer
+        .mint(&DevClaims::new("alice", "someone-else"))
+        .unwrap();
     assert_eq!(kind(verify(&jwks, &token, &v)), ErrorKind::InvalidAudience);
 
     let mut no_aud = DevClaims::new("alice", "palisade");
     no_aud.aud.clear();
     let token = issuer.mint(&no_aud).unwrap();
-    assert!(matches!(kind(verify(&jwks, &token, &v)), ErrorKind::MissingRequiredClaim(c) if c == "aud"));
+    assert!(
+        matches!(kind(verify(&jwks, &token, &v)), ErrorKind::MissingRequiredClaim(c) if c == "aud")
+    );
     // The pitfall this guards against: with only `set_audience`, jsonwebtoken
     // accepts a token that has no `aud` at all.
     let mut lax = Validation::new(Algorithm::EdDSA);
@@ -194,11 +208,13 @@ fn bad_tokens_for_negative_tests() {
     header.kid = Some(issuer.kid().to_owned());
     let token = jsonwebtoken::encode(
         &header,
-        &json!({"iss": ISSUER, "sub": "alice", "aud": "palisade"}),
+        &json!({"iss": ISSUER, "sub": "alice", "aud": "palisade", "nbf": 0}),
         issuer.encoding_key(),
     )
     .unwrap();
-    assert!(matches!(kind(verify(&jwks, &token, &v)), ErrorKind::MissingRequiredClaim(c) if c == "exp"));
+    assert!(
+        matches!(kind(verify(&jwks, &token, &v)), ErrorKind::MissingRequiredClaim(c) if c == "exp")
+    );
 }
 
 #[test]
@@ -221,7 +237,10 @@ fn refuses_another_issuer_url_and_a_readable_key() {
     let key = tmp.path().join("dev-issuer.key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let err = DevIssuer::create_or_load(tmp.path(), ISSUER).unwrap_err();
-    assert!(format!("{err:#}").contains("readable by other users"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("readable by other users"),
+        "{err:#}"
+    );
 }
 
 #[test]
@@ -232,18 +251,41 @@ fn ttl_parser() {
     assert_eq!(parse_ttl("2d").unwrap(), Duration::from_secs(172_800));
     assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
     assert_eq!(parse_ttl("45s").unwrap(), Duration::from_secs(45));
-    for bad in ["", "0", "0m", "m", "15x", "1h30", "-5m", "1.5h", "99999999999999999999d", "15 m"] {
+    for bad in [
+        "",
+        "0",
+        "0m",
+        "m",
+        "15x",
+        "1h30",
+        "-5m",
+        "1.5h",
+        "99999999999999999999d",
+        "15 m",
+    ] {
         assert!(parse_ttl(bad).is_err(), "{bad} accepted");
     }
 }
 
 #[test]
 fn claim_parser() {
-    assert_eq!(parse_claim("ref=refs/heads/x").unwrap(), ("ref".into(), json!("refs/heads/x")));
-    assert_eq!(parse_claim("run_id=12").unwrap(), ("run_id".into(), json!("12")));
+    assert_eq!(
+        parse_claim("ref=refs/heads/x").unwrap(),
+        ("ref".into(), json!("refs/heads/x"))
+    );
+    assert_eq!(
+        parse_claim("run_id=12").unwrap(),
+        ("run_id".into(), json!("12"))
+    );
     assert_eq!(parse_claim("a=b=c").unwrap(), ("a".into(), json!("b=c")));
-    assert_eq!(parse_claim("attempt:=2").unwrap(), ("attempt".into(), json!(2)));
-    assert_eq!(parse_claim("tags:=[\"x\"]").unwrap(), ("tags".into(), json!(["x"])));
+    assert_eq!(
+        parse_claim("attempt:=2").unwrap(),
+        ("attempt".into(), json!(2))
+    );
+    assert_eq!(
+        parse_claim("tags:=[\"x\"]").unwrap(),
+        ("tags".into(), json!(["x"]))
+    );
     assert_eq!(parse_claim("empty=").unwrap(), ("empty".into(), json!("")));
     for bad in ["novalue", "=x", "k:=not json"] {
         assert!(parse_claim(bad).is_err(), "{bad} accepted");
@@ -263,7 +305,8 @@ mod command_line {
     }
 
     fn args(extra: &[&str]) -> Result<TokenArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("palisade").chain(extra.iter().copied())).map(|c| c.token)
+        Cli::try_parse_from(std::iter::once("palisade").chain(extra.iter().copied()))
+            .map(|c| c.token)
     }
 
     #[test]
@@ -276,7 +319,10 @@ mod command_line {
         let c = claims_for(&a).unwrap();
         assert_eq!(c.sub, "alice");
         assert!(c.extra.is_empty());
-        assert!(claims_for(&args(&[]).unwrap()).is_err(), "--sub is required");
+        assert!(
+            claims_for(&args(&[]).unwrap()).is_err(),
+            "--sub is required"
+        );
         assert!(args(&["--github-actions", "--gitlab-ci"]).is_err());
     }
 
@@ -305,7 +351,10 @@ mod command_line {
         assert_eq!(e["ref"], "refs/heads/main");
         assert_eq!(e["event_name"], "push");
         assert_eq!(e["workflow"], "ci");
-        assert_eq!(e["job_workflow_ref"], "corp/api/.github/workflows/ci.yml@refs/heads/main");
+        assert_eq!(
+            e["job_workflow_ref"],
+            "corp/api/.github/workflows/ci.yml@refs/heads/main"
+        );
         let sha = e["sha"].as_str().unwrap();
         assert!(sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(e["run_id"].as_str().unwrap().parse::<u64>().is_ok());
@@ -319,7 +368,14 @@ mod command_line {
     fn gitlab_preset() {
         let c = claims_for(&args(&["--gitlab-ci"]).unwrap()).unwrap();
         assert_eq!(c.sub, "project_path:acme/app:ref_type:branch:ref:main");
-        for key in ["project_path", "ref", "sha", "pipeline_id", "job_id", "user_login"] {
+        for key in [
+            "project_path",
+            "ref",
+            "sha",
+            "pipeline_id",
+            "job_id",
+            "user_login",
+        ] {
             assert!(c.extra.contains_key(key), "{key} missing");
         }
         assert_eq!(c.extra["namespace_path"], "acme");

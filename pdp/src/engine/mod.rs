@@ -146,16 +146,34 @@ impl Scope {
     /// May the principal see the clear values of a column? A refusal names
     /// the masking method.
     pub fn decide_unmask(&self, schema: &str, table: &str, column: &str) -> Verdict {
+        let column_uid = uid::column(&self.target, schema, table, column);
+        let request = [(
+            uid::action("unmask"),
+            column_uid.clone(),
+            format!("{schema}.{table}.{column}"),
+        )];
         let entities = self.read_entities();
-        self.evaluator().decide(
-            &[(
-                uid::action("unmask"),
-                uid::column(&self.target, schema, table, column),
-                format!("{schema}.{table}.{column}"),
-            )],
-            &self.session_context,
-            &entities,
-        )
+        if entities.get(&column_uid).is_some() {
+            return self
+                .evaluator()
+                .decide(&request, &self.session_context, &entities);
+        }
+        // An unclassified column: policy still decides, over a column entity
+        // with an empty classification.
+        let attrs = [
+            ("name".to_owned(), RestrictedExpression::new_string(column.to_owned())),
+            ("classification".to_owned(), RestrictedExpression::new_string(String::new())),
+        ];
+        let parents = [uid::table(&self.target, schema, table)];
+        let with_column = Entity::new_with_tags(column_uid, attrs, parents, [])
+            .map_err(|e| e.to_string())
+            .and_then(|e| entities.clone().add_entities([e], None).map_err(|e| e.to_string()));
+        match with_column {
+            Ok(extended) => self
+                .evaluator()
+                .decide(&request, &self.session_context, &extended),
+            Err(e) => StatementVerdict::deny_error(format!("cannot evaluate unmask: {e}")).verdict,
+        }
     }
 
     /// Decides one statement, with the masks its results need.

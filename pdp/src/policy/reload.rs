@@ -92,8 +92,16 @@ impl PolicyStore {
         let store = self.clone();
         tokio::spawn(async move {
             let mut last_refused: Option<Vec<PolicyProblem>> = None;
+            let mut last_seen = fingerprint(&store.dir);
             loop {
                 tokio::time::sleep(interval).await;
+                // Parsing and validating is the expensive part: only when a
+                // file was added, removed, resized or touched.
+                let seen = fingerprint(&store.dir);
+                if seen == last_seen {
+                    continue;
+                }
+                last_seen = seen;
                 let store = store.clone();
                 let result = tokio::task::spawn_blocking(move || store.reload()).await;
                 // Log a refused edit once, not on every poll.
@@ -110,4 +118,22 @@ impl PolicyStore {
             }
         })
     }
+}
+
+/// A cheap summary of the directory: names, sizes and modification times.
+fn fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        e.file_name().hash(&mut hasher);
+        if let Ok(m) = e.metadata() {
+            m.len().hash(&mut hasher);
+            m.modified().ok().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }

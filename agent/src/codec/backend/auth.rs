@@ -64,7 +64,10 @@ impl<'a> Authentication<'a> {
             }
             11 => Self::SaslContinue { data: r.rest() },
             12 => Self::SaslFinal { data: r.rest() },
-            code => Self::Other { code, data: r.rest() },
+            code => Self::Other {
+                code,
+                data: r.rest(),
+            },
         };
         r.finish()?;
         Ok(auth)
@@ -73,7 +76,6 @@ impl<'a> Authentication<'a> {
 view!(Authentication, b'R');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::Frame;
@@ -83,7 +85,11 @@ mod tests {
     #[test]
     fn round_trips() {
         let cases = [
-            (built_infallible(write::authentication_ok), Authentication::Ok, true),
+            (
+                built_infallible(write::authentication_ok),
+                Authentication::Ok,
+                true,
+            ),
             (
                 built_infallible(write::authentication_cleartext_password),
                 Authentication::CleartextPassword,
@@ -96,12 +102,16 @@ mod tests {
             ),
             (
                 built(|b| write::authentication_sasl(b, &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])),
-                Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"] },
+                Authentication::Sasl {
+                    mechanisms: vec!["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"],
+                },
                 true,
             ),
             (
                 built(|b| write::authentication_sasl_continue(b, b"r=abc,s=xyz,i=4096")),
-                Authentication::SaslContinue { data: b"r=abc,s=xyz,i=4096" },
+                Authentication::SaslContinue {
+                    data: b"r=abc,s=xyz,i=4096",
+                },
                 false,
             ),
             (
@@ -123,15 +133,30 @@ mod tests {
         let frame = Frame::new(b'R', b"\0\0\0\x07gss").unwrap();
         assert_eq!(
             Authentication::from_frame(&frame).unwrap(),
-            Authentication::Other { code: 7, data: b"gss" }
+            Authentication::Other {
+                code: 7,
+                data: b"gss"
+            }
         );
     }
 
     #[test]
     fn malformed_requests_are_refused() {
-        assert!(Authentication::from_body(b"\0\0\0\0x").is_err(), "Ok with a body");
-        assert!(Authentication::from_body(b"\0\0\0\x05ab").is_err(), "short salt");
-        assert!(Authentication::from_body(b"\0\0\0\x0aSCRAM\0").is_err(), "no list end");
-        assert!(Authentication::from_body(b"\0\0\0\x0aA\0\0x").is_err(), "trailing bytes");
+        assert!(
+            Authentication::from_body(b"\0\0\0\0x").is_err(),
+            "Ok with a body"
+        );
+        assert!(
+            Authentication::from_body(b"\0\0\0\x05ab").is_err(),
+            "short salt"
+        );
+        assert!(
+            Authentication::from_body(b"\0\0\0\x0aSCRAM\0").is_err(),
+            "no list end"
+        );
+        assert!(
+            Authentication::from_body(b"\0\0\0\x0aA\0\0x").is_err(),
+            "trailing bytes"
+        );
     }
 }

@@ -30,7 +30,10 @@ impl<'a> CopyResponse<'a> {
     pub fn from_frame(frame: &'a Frame) -> Result<Self, CodecError> {
         match frame.tag() {
             Self::IN_TAG | Self::OUT_TAG | Self::BOTH_TAG => Self::from_body(frame.body()),
-            found => Err(CodecError::UnexpectedTag { expected: Self::IN_TAG, found }),
+            found => Err(CodecError::UnexpectedTag {
+                expected: Self::IN_TAG,
+                found,
+            }),
         }
     }
 
@@ -40,7 +43,10 @@ impl<'a> CopyResponse<'a> {
         let format = i8::from_be_bytes(r.array()?);
         let column_formats = FormatCodes::read(&mut r, "column count exceeds message length")?;
         r.finish()?;
-        Ok(Self { format, column_formats })
+        Ok(Self {
+            format,
+            column_formats,
+        })
     }
 }
 
@@ -63,13 +69,16 @@ impl<'a> NotificationResponse<'a> {
         let channel = r.cstr()?;
         let payload = r.cstr()?;
         r.finish()?;
-        Ok(Self { process_id, channel, payload })
+        Ok(Self {
+            process_id,
+            channel,
+            payload,
+        })
     }
 }
 view!(NotificationResponse, b'A');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -94,7 +103,10 @@ mod tests {
             assert_eq!(resp.format, i8::from(*tag == b'H'));
             check_truncations(frame, true, |b| CopyResponse::from_body(b).is_ok());
         }
-        assert!(CopyResponse::from_body(b"\0\x10\0\0\0").is_err(), "lying count");
+        assert!(
+            CopyResponse::from_body(b"\0\x10\0\0\0").is_err(),
+            "lying count"
+        );
         let wrong = crate::codec::Frame::new(b'D', b"\0\0\0").unwrap();
         assert!(CopyResponse::from_frame(&wrong).is_err());
     }
@@ -104,7 +116,11 @@ mod tests {
         let frame = built(|b| write::notification_response(b, 99, "jobs", "42"));
         assert_eq!(
             NotificationResponse::from_frame(&frame).unwrap(),
-            NotificationResponse { process_id: 99, channel: "jobs", payload: "42" }
+            NotificationResponse {
+                process_id: 99,
+                channel: "jobs",
+                payload: "42"
+            }
         );
         check_truncations(&frame, true, |b| NotificationResponse::from_body(b).is_ok());
     }

@@ -60,7 +60,10 @@ impl Severity {
 }
 
 /// Reads `(code, value)` fields up to the terminating zero byte.
-fn parse_fields<'a>(body: &'a [u8], message: &'static str) -> Result<Vec<(u8, &'a str)>, CodecError> {
+fn parse_fields<'a>(
+    body: &'a [u8],
+    message: &'static str,
+) -> Result<Vec<(u8, &'a str)>, CodecError> {
     let mut r = Reader::new(body, message);
     let mut fields = Vec::new();
     loop {
@@ -139,7 +142,6 @@ fields_message!(
 );
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -148,12 +150,26 @@ mod tests {
     #[test]
     fn error_response_round_trip() {
         let frame = built(|b| {
-            write::error_response(b, Severity::Error, "42501", "permission denied", Some("d"), Some("h"))
+            write::error_response(
+                b,
+                Severity::Error,
+                "42501",
+                "permission denied",
+                Some("d"),
+                Some("h"),
+            )
         });
         let e = ErrorResponse::from_frame(&frame).unwrap();
         assert_eq!(
             e.fields,
-            [(b'S', "ERROR"), (b'V', "ERROR"), (b'C', "42501"), (b'M', "permission denied"), (b'D', "d"), (b'H', "h")]
+            [
+                (b'S', "ERROR"),
+                (b'V', "ERROR"),
+                (b'C', "42501"),
+                (b'M', "permission denied"),
+                (b'D', "d"),
+                (b'H', "h")
+            ]
         );
         assert_eq!(e.severity(), Some("ERROR"));
         assert_eq!(e.code(), Some("42501"));
@@ -169,7 +185,15 @@ mod tests {
         let frame =
             built(|b| write::notice_response(b, Severity::Warning, "01000", "careful", None, None));
         let n = NoticeResponse::from_frame(&frame).unwrap();
-        assert_eq!(n.fields, [(b'S', "WARNING"), (b'V', "WARNING"), (b'C', "01000"), (b'M', "careful")]);
+        assert_eq!(
+            n.fields,
+            [
+                (b'S', "WARNING"),
+                (b'V', "WARNING"),
+                (b'C', "01000"),
+                (b'M', "careful")
+            ]
+        );
         assert_eq!((n.detail(), n.hint()), (None, None));
         check_truncations(&frame, true, |b| NoticeResponse::from_body(b).is_ok());
     }
@@ -180,13 +204,25 @@ mod tests {
         assert_eq!(e.severity(), Some("FEHLER"));
         let e = ErrorResponse::from_body(b"SFEHLER\0VERROR\0\0").unwrap();
         assert_eq!(e.severity(), Some("ERROR"));
-        assert!(ErrorResponse::from_body(b"SERROR\0\0x").is_err(), "trailing bytes");
+        assert!(
+            ErrorResponse::from_body(b"SERROR\0\0x").is_err(),
+            "trailing bytes"
+        );
         assert!(ErrorResponse::from_body(b"SERROR").is_err(), "unterminated");
     }
 
     #[test]
     fn severity_names() {
-        for s in [Severity::Error, Severity::Fatal, Severity::Panic, Severity::Warning, Severity::Notice, Severity::Debug, Severity::Info, Severity::Log] {
+        for s in [
+            Severity::Error,
+            Severity::Fatal,
+            Severity::Panic,
+            Severity::Warning,
+            Severity::Notice,
+            Severity::Debug,
+            Severity::Info,
+            Severity::Log,
+        ] {
             assert_eq!(Severity::from_name(s.as_str()), Some(s));
         }
         assert_eq!(Severity::from_name("error"), None);
@@ -196,9 +232,13 @@ mod tests {
     fn bad_sqlstate_is_not_encoded() {
         let mut buf = bytes::BytesMut::new();
         for code in ["4250", "425011", "42 01", "4250a"] {
-            assert!(write::error_response(&mut buf, Severity::Error, code, "m", None, None).is_err());
+            assert!(
+                write::error_response(&mut buf, Severity::Error, code, "m", None, None).is_err()
+            );
         }
-        assert!(write::error_response(&mut buf, Severity::Error, "42501", "a\0b", None, None).is_err());
+        assert!(
+            write::error_response(&mut buf, Severity::Error, "42501", "a\0b", None, None).is_err()
+        );
         assert!(buf.is_empty());
     }
 }

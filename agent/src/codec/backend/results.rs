@@ -175,7 +175,6 @@ impl<'a> FunctionCallResponse<'a> {
 view!(FunctionCallResponse, b'V');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -200,7 +199,12 @@ mod tests {
         assert_eq!(RowDescription::from_frame(&frame).unwrap().fields, fields);
         check_truncations(&frame, true, |b| RowDescription::from_body(b).is_ok());
         let empty = built(|b| write::row_description(b, &[]));
-        assert!(RowDescription::from_frame(&empty).unwrap().fields.is_empty());
+        assert!(
+            RowDescription::from_frame(&empty)
+                .unwrap()
+                .fields
+                .is_empty()
+        );
     }
 
     #[test]
@@ -209,7 +213,10 @@ mod tests {
         body.extend_from_slice(b"id\0");
         body.extend_from_slice(&[0; 18]);
         let err = RowDescription::from_body(&body).unwrap_err();
-        assert_eq!(err.to_string(), "malformed RowDescription message: column count exceeds message length");
+        assert_eq!(
+            err.to_string(),
+            "malformed RowDescription message: column count exceeds message length"
+        );
         // One column too few bytes, and one too many columns for the bytes.
         assert!(RowDescription::from_body(&[0, 1, 0, 0, 0]).is_err());
         let mut two = vec![0, 2];
@@ -245,10 +252,16 @@ mod tests {
     fn data_row_with_lying_counts_is_refused() {
         // 1000 columns claimed, 8 bytes present.
         let err = DataRow::from_body(b"\x03\xe8\0\0\0\0\0\0\0\0").unwrap_err();
-        assert_eq!(err.to_string(), "malformed DataRow message: column count exceeds message length");
+        assert_eq!(
+            err.to_string(),
+            "malformed DataRow message: column count exceeds message length"
+        );
         // A value longer than the body.
         let err = DataRow::from_body(b"\0\x01\0\0\0\x05abc").unwrap_err();
-        assert_eq!(err.to_string(), "malformed DataRow message: value length exceeds message length");
+        assert_eq!(
+            err.to_string(),
+            "malformed DataRow message: value length exceeds message length"
+        );
         // A huge value length.
         assert!(DataRow::from_body(b"\0\x01\x7f\xff\xff\xffabc").is_err());
         // Negative lengths other than -1.
@@ -259,7 +272,11 @@ mod tests {
 
     #[test]
     fn command_complete_round_trip() {
-        for (tag, rows) in [("SELECT 3", Some(3)), ("INSERT 0 1", Some(1)), ("BEGIN", None)] {
+        for (tag, rows) in [
+            ("SELECT 3", Some(3)),
+            ("INSERT 0 1", Some(1)),
+            ("BEGIN", None),
+        ] {
             let frame = built(|b| write::command_complete(b, tag));
             let cc = CommandComplete::from_frame(&frame).unwrap();
             assert_eq!(cc, CommandComplete { tag });
@@ -271,7 +288,10 @@ mod tests {
     #[test]
     fn parameter_description_round_trip() {
         let frame = built(|b| write::parameter_description(b, &[23, 25]));
-        assert_eq!(ParameterDescription::from_frame(&frame).unwrap().types, [23, 25]);
+        assert_eq!(
+            ParameterDescription::from_frame(&frame).unwrap().types,
+            [23, 25]
+        );
         check_truncations(&frame, true, |b| ParameterDescription::from_body(b).is_ok());
         assert!(ParameterDescription::from_body(b"\xff\xff\0\0\0\x17").is_err());
     }
@@ -280,7 +300,10 @@ mod tests {
     fn function_call_response_round_trip() {
         for value in [Some(&b"\0\0\0\x2a"[..]), None] {
             let frame = built(|b| write::function_call_response(b, value));
-            assert_eq!(FunctionCallResponse::from_frame(&frame).unwrap().value, value);
+            assert_eq!(
+                FunctionCallResponse::from_frame(&frame).unwrap().value,
+                value
+            );
             check_truncations(&frame, true, |b| FunctionCallResponse::from_body(b).is_ok());
         }
         assert!(FunctionCallResponse::from_body(b"\0\0\0\x09ab").is_err());

@@ -51,7 +51,10 @@ impl<'a> BackendKeyData<'a> {
         if secret_key.is_empty() || secret_key.len() > MAX_CANCEL_KEY_LEN {
             return Err(r.error("cancel key length is not between 1 and 256"));
         }
-        Ok(Self { process_id, secret_key })
+        Ok(Self {
+            process_id,
+            secret_key,
+        })
     }
 }
 view!(BackendKeyData, b'K');
@@ -149,13 +152,15 @@ impl<'a> NegotiateProtocolVersion<'a> {
             unrecognized_options.push(r.cstr()?);
         }
         r.finish()?;
-        Ok(Self { newest_minor, unrecognized_options })
+        Ok(Self {
+            newest_minor,
+            unrecognized_options,
+        })
     }
 }
 view!(NegotiateProtocolVersion, b'v');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, built_infallible, check_truncations};
@@ -166,7 +171,10 @@ mod tests {
         let frame = built(|b| write::parameter_status(b, "TimeZone", "Europe/Paris"));
         assert_eq!(
             ParameterStatus::from_frame(&frame).unwrap(),
-            ParameterStatus { name: "TimeZone", value: "Europe/Paris" }
+            ParameterStatus {
+                name: "TimeZone",
+                value: "Europe/Paris"
+            }
         );
         check_truncations(&frame, true, |b| ParameterStatus::from_body(b).is_ok());
     }
@@ -176,7 +184,13 @@ mod tests {
         for key in [&b"\x01\x02\x03\x04"[..], &[0x5a; 32][..]] {
             let frame = built(|b| write::backend_key_data(b, 77, key));
             let got = BackendKeyData::from_frame(&frame).unwrap();
-            assert_eq!(got, BackendKeyData { process_id: 77, secret_key: key });
+            assert_eq!(
+                got,
+                BackendKeyData {
+                    process_id: 77,
+                    secret_key: key
+                }
+            );
             assert!(!format!("{got:?}").contains("90"), "key hidden");
             // Any key of 1 to 256 bytes is valid, so only the pid is required.
             check_truncations(&frame, false, |b| BackendKeyData::from_body(b).is_ok());
@@ -191,11 +205,16 @@ mod tests {
 
     #[test]
     fn ready_for_query_round_trip() {
-        for status in
-            [TransactionStatus::Idle, TransactionStatus::InTransaction, TransactionStatus::Failed]
-        {
+        for status in [
+            TransactionStatus::Idle,
+            TransactionStatus::InTransaction,
+            TransactionStatus::Failed,
+        ] {
             let frame = built_infallible(|b| write::ready_for_query(b, status));
-            assert_eq!(ReadyForQuery::from_frame(&frame).unwrap(), ReadyForQuery { status });
+            assert_eq!(
+                ReadyForQuery::from_frame(&frame).unwrap(),
+                ReadyForQuery { status }
+            );
             check_truncations(&frame, true, |b| ReadyForQuery::from_body(b).is_ok());
         }
         assert!(ReadyForQuery::from_body(b"X").is_err());
@@ -206,12 +225,21 @@ mod tests {
     fn negotiate_protocol_version_round_trip() {
         let options = ["_pq_.a".to_owned(), "_pq_.b".to_owned()];
         let frame = built(|b| write::negotiate_protocol_version(b, 2, &options));
-        assert_eq!(&frame.body()[..4], &[0, 3, 0, 2], "full version number on the wire");
+        assert_eq!(
+            &frame.body()[..4],
+            &[0, 3, 0, 2],
+            "full version number on the wire"
+        );
         assert_eq!(
             NegotiateProtocolVersion::from_frame(&frame).unwrap(),
-            NegotiateProtocolVersion { newest_minor: 2, unrecognized_options: vec!["_pq_.a", "_pq_.b"] }
+            NegotiateProtocolVersion {
+                newest_minor: 2,
+                unrecognized_options: vec!["_pq_.a", "_pq_.b"]
+            }
         );
-        check_truncations(&frame, true, |b| NegotiateProtocolVersion::from_body(b).is_ok());
+        check_truncations(&frame, true, |b| {
+            NegotiateProtocolVersion::from_body(b).is_ok()
+        });
         assert!(NegotiateProtocolVersion::from_body(b"\0\x03\0\0\x7f\xff\xff\xff").is_err());
         assert!(NegotiateProtocolVersion::from_body(b"\0\x03\0\0\xff\xff\xff\xff").is_err());
         assert!(NegotiateProtocolVersion::from_body(b"\0\x02\0\0\0\0\0\0").is_err());

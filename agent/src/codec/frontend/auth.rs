@@ -58,7 +58,9 @@ view!(PasswordMessage, b'p');
 
 impl fmt::Debug for PasswordMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasswordMessage").field("len", &self.data.len()).finish_non_exhaustive()
+        f.debug_struct("PasswordMessage")
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +84,6 @@ impl fmt::Debug for SaslInitialResponse<'_> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -95,7 +96,10 @@ mod tests {
         assert_eq!(msg.cleartext_password().unwrap(), b"hunter2\xff");
         assert!(!format!("{msg:?}").contains("hunter2"));
         check_truncations(&frame, true, |b| {
-            PasswordMessage::from_body(b).unwrap().cleartext_password().is_ok()
+            PasswordMessage::from_body(b)
+                .unwrap()
+                .cleartext_password()
+                .is_ok()
         });
         let bad = PasswordMessage { data: b"a\0b\0" };
         assert!(bad.cleartext_password().is_err(), "bytes after the NUL");
@@ -110,13 +114,22 @@ mod tests {
         assert_eq!(resp.data, Some(&b"n,,n=,r=abc"[..]));
         assert!(!format!("{resp:?}").contains("r=abc"));
         check_truncations(&frame, true, |b| {
-            PasswordMessage::from_body(b).unwrap().sasl_initial_response().is_ok()
+            PasswordMessage::from_body(b)
+                .unwrap()
+                .sasl_initial_response()
+                .is_ok()
         });
-        let none = PasswordMessage { data: b"X\0\xff\xff\xff\xff" };
+        let none = PasswordMessage {
+            data: b"X\0\xff\xff\xff\xff",
+        };
         assert_eq!(none.sasl_initial_response().unwrap().data, None);
-        let lying = PasswordMessage { data: b"X\0\0\0\x10\0ab" };
+        let lying = PasswordMessage {
+            data: b"X\0\0\0\x10\0ab",
+        };
         assert!(lying.sasl_initial_response().is_err());
-        let negative = PasswordMessage { data: b"X\0\xff\xff\xff\xfe" };
+        let negative = PasswordMessage {
+            data: b"X\0\xff\xff\xff\xfe",
+        };
         assert!(negative.sasl_initial_response().is_err());
     }
 

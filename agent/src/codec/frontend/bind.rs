@@ -42,19 +42,28 @@ impl<'a> Bind<'a> {
         let result_formats =
             FormatCodes::read(&mut r, "result format count exceeds message length")?;
         r.finish()?;
-        Ok(Self { portal, statement, param_formats, params, result_formats })
+        Ok(Self {
+            portal,
+            statement,
+            param_formats,
+            params,
+            result_formats,
+        })
     }
 
     /// The format (0 text, 1 binary) of parameter `i`, applying the
     /// protocol's none/one/each rule; `None` past the last parameter.
     pub fn param_format(&self, i: usize) -> Option<i16> {
-        if i < self.params.len() { self.param_formats.format_of(i) } else { None }
+        if i < self.params.len() {
+            self.param_formats.format_of(i)
+        } else {
+            None
+        }
     }
 }
 view!(Bind, b'B');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -71,7 +80,10 @@ mod tests {
         assert_eq!(bind.result_formats.iter().collect::<Vec<_>>(), [1]);
         assert_eq!(bind.param_format(1), Some(1));
         assert_eq!(bind.param_format(3), None);
-        assert!(!format!("{bind:?}").contains("42"), "values stay out of Debug");
+        assert!(
+            !format!("{bind:?}").contains("42"),
+            "values stay out of Debug"
+        );
         check_truncations(&frame, true, |b| Bind::from_body(b).is_ok());
     }
 
@@ -79,10 +91,16 @@ mod tests {
     fn format_rule() {
         let none = built(|b| write::bind(b, "", "", &[], [Some(&b"1"[..]); 2], &[]));
         let bind = Bind::from_frame(&none).unwrap();
-        assert_eq!((bind.param_format(0), bind.param_format(1)), (Some(0), Some(0)));
+        assert_eq!(
+            (bind.param_format(0), bind.param_format(1)),
+            (Some(0), Some(0))
+        );
         let one = built(|b| write::bind(b, "", "", &[1], [Some(&b"1"[..]); 2], &[]));
         let bind = Bind::from_frame(&one).unwrap();
-        assert_eq!((bind.param_format(0), bind.param_format(1)), (Some(1), Some(1)));
+        assert_eq!(
+            (bind.param_format(0), bind.param_format(1)),
+            (Some(1), Some(1))
+        );
         let empty = built(|b| write::bind(b, "", "", &[], [None::<&[u8]>; 0], &[]));
         assert!(Bind::from_frame(&empty).unwrap().params.is_empty());
     }
@@ -91,7 +109,10 @@ mod tests {
     fn lying_counts_are_refused() {
         // 65535 parameters in a 7-byte remainder.
         let err = Bind::from_body(b"\0\0\0\0\xff\xff\0\0\0\x01x\0\0").unwrap_err();
-        assert_eq!(err.to_string(), "malformed Bind message: parameter count exceeds message length");
+        assert_eq!(
+            err.to_string(),
+            "malformed Bind message: parameter count exceeds message length"
+        );
         // Format count larger than the body.
         assert!(Bind::from_body(b"\0\0\x7f\xff\0\0").is_err());
         // A value length past the end.

@@ -64,7 +64,11 @@ impl<'a> Parse<'a> {
             param_types.push(r.u32()?);
         }
         r.finish()?;
-        Ok(Self { name, sql, param_types })
+        Ok(Self {
+            name,
+            sql,
+            param_types,
+        })
     }
 }
 view!(Parse, b'P');
@@ -135,7 +139,6 @@ impl<'a> Close<'a> {
 view!(Close, b'C');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};
@@ -145,11 +148,18 @@ mod tests {
     fn parse_round_trip() {
         let types = [23, 0, 25];
         let frame = built(|b| write::parse(b, "stmt1", "select $1, $2, $3", &types));
-        let expected = Parse { name: "stmt1", sql: "select $1, $2, $3", param_types: types.to_vec() };
+        let expected = Parse {
+            name: "stmt1",
+            sql: "select $1, $2, $3",
+            param_types: types.to_vec(),
+        };
         assert_eq!(Parse::from_frame(&frame).unwrap(), expected);
         check_truncations(&frame, true, |b| Parse::from_body(b).is_ok());
         let frame = built(|b| write::parse(b, "", "select 1", &[]));
-        assert_eq!(Parse::from_frame(&frame).unwrap().param_types, Vec::<u32>::new());
+        assert_eq!(
+            Parse::from_frame(&frame).unwrap().param_types,
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
@@ -159,14 +169,20 @@ mod tests {
             err.to_string(),
             "malformed Parse message: parameter type count exceeds message length"
         );
-        assert!(Parse::from_body(b"\0select 1\0\0\x01\0\0\0\x17\0").is_err(), "trailing");
+        assert!(
+            Parse::from_body(b"\0select 1\0\0\x01\0\0\0\x17\0").is_err(),
+            "trailing"
+        );
     }
 
     #[test]
     fn describe_round_trip() {
         for kind in [Target::Statement, Target::Portal] {
             let frame = built(|b| write::describe(b, kind, "x"));
-            assert_eq!(Describe::from_frame(&frame).unwrap(), Describe { kind, name: "x" });
+            assert_eq!(
+                Describe::from_frame(&frame).unwrap(),
+                Describe { kind, name: "x" }
+            );
             check_truncations(&frame, true, |b| Describe::from_body(b).is_ok());
         }
         assert!(Describe::from_body(b"Qx\0").is_err(), "bad subtype");
@@ -175,7 +191,13 @@ mod tests {
     #[test]
     fn execute_round_trip() {
         let frame = built(|b| write::execute(b, "p1", 100));
-        assert_eq!(Execute::from_frame(&frame).unwrap(), Execute { portal: "p1", max_rows: 100 });
+        assert_eq!(
+            Execute::from_frame(&frame).unwrap(),
+            Execute {
+                portal: "p1",
+                max_rows: 100
+            }
+        );
         check_truncations(&frame, true, |b| Execute::from_body(b).is_ok());
     }
 

@@ -25,7 +25,8 @@ impl<'a> FunctionCall<'a> {
     pub fn from_body(body: &'a [u8]) -> Result<Self, CodecError> {
         let mut r = Reader::new(body, "FunctionCall message");
         let function_oid = r.u32()?;
-        let arg_formats = FormatCodes::read(&mut r, "argument format count exceeds message length")?;
+        let arg_formats =
+            FormatCodes::read(&mut r, "argument format count exceeds message length")?;
         let count = r.u16()?;
         let args = Values::read(&mut r, count, "argument count exceeds message length")?;
         if arg_formats.len() > 1 && arg_formats.len() != args.len() {
@@ -33,13 +34,17 @@ impl<'a> FunctionCall<'a> {
         }
         let result_format = r.i16()?;
         r.finish()?;
-        Ok(Self { function_oid, arg_formats, args, result_format })
+        Ok(Self {
+            function_oid,
+            arg_formats,
+            args,
+            result_format,
+        })
     }
 }
 view!(FunctionCall, b'F');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::test_support::{built, check_truncations};

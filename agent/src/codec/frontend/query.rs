@@ -26,7 +26,6 @@ impl<'a> Query<'a> {
 view!(Query, b'Q');
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::codec::Frame;
@@ -56,6 +55,12 @@ mod tests {
     fn wrong_tag_is_refused() {
         let frame = Frame::new(b'P', b"select 1\0").unwrap();
         let err = Query::from_frame(&frame).unwrap_err();
-        assert!(matches!(err, CodecError::UnexpectedTag { expected: b'Q', found: b'P' }));
+        assert!(matches!(
+            err,
+            CodecError::UnexpectedTag {
+                expected: b'Q',
+                found: b'P'
+            }
+        ));
     }
 }

@@ -82,7 +82,10 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) -> Result<(
 pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, key: &[u8]) -> Result<(), CodecError> {
     const M: &str = "BackendKeyData message";
     if key.is_empty() || key.len() > MAX_CANCEL_KEY_LEN {
-        return Err(CodecError::unencodable(M, "cancel key length is not between 1 and 256"));
+        return Err(CodecError::unencodable(
+            M,
+            "cancel key length is not between 1 and 256",
+        ));
     }
     tagged(buf, b'K', M, |buf| {
         buf.put_i32(process_id);
@@ -128,11 +131,22 @@ fn fields_message(
     code: &str,
     rest: [(u8, Option<&str>); 3],
 ) -> Result<(), CodecError> {
-    if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
-        return Err(CodecError::unencodable(message, "SQLSTATE is not 5 digits or capitals"));
+    if code.len() != 5
+        || !code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    {
+        return Err(CodecError::unencodable(
+            message,
+            "SQLSTATE is not 5 digits or capitals",
+        ));
     }
     tagged(buf, tag, message, |buf| {
-        let head = [(b'S', Some(severity.as_str())), (b'V', Some(severity.as_str())), (b'C', Some(code))];
+        let head = [
+            (b'S', Some(severity.as_str())),
+            (b'V', Some(severity.as_str())),
+            (b'C', Some(code)),
+        ];
         for (field, value) in head.into_iter().chain(rest) {
             if let Some(value) = value {
                 buf.put_u8(field);
@@ -236,7 +250,9 @@ pub fn data_row<V: AsRef<[u8]>>(
     buf: &mut BytesMut,
     values: impl IntoIterator<Item = Option<V>>,
 ) -> Result<(), CodecError> {
-    tagged(buf, b'D', "DataRow message", |buf| put_values(buf, values, "DataRow message"))
+    tagged(buf, b'D', "DataRow message", |buf| {
+        put_values(buf, values, "DataRow message")
+    })
 }
 
 /// ParameterDescription: parameter type OIDs of a described statement.

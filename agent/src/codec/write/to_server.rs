@@ -69,7 +69,10 @@ pub fn gssenc_request(buf: &mut BytesMut) {
 pub fn cancel_request(buf: &mut BytesMut, process_id: i32, key: &[u8]) -> Result<(), CodecError> {
     const M: &str = "cancel request";
     if key.is_empty() || key.len() > MAX_CANCEL_KEY_LEN {
-        return Err(CodecError::unencodable(M, "cancel key length is not between 1 and 256"));
+        return Err(CodecError::unencodable(
+            M,
+            "cancel key length is not between 1 and 256",
+        ));
     }
     length_prefixed(buf, M, |buf| {
         buf.put_u32(CANCEL_REQUEST_CODE);
@@ -82,7 +85,9 @@ pub fn cancel_request(buf: &mut BytesMut, process_id: i32, key: &[u8]) -> Result
 /// PasswordMessage carrying a cleartext password or an `md5...` digest; the
 /// NUL terminator is added here.
 pub fn password_message(buf: &mut BytesMut, password: &[u8]) -> Result<(), CodecError> {
-    tagged(buf, b'p', "password message", |buf| put_cstr(buf, password, "password message"))
+    tagged(buf, b'p', "password message", |buf| {
+        put_cstr(buf, password, "password message")
+    })
 }
 
 /// SASLInitialResponse: the chosen mechanism and the client's first message.
@@ -110,7 +115,9 @@ pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) -> Result<(), CodecError> 
 
 /// Query: a simple-protocol query.
 pub fn query(buf: &mut BytesMut, sql: &str) -> Result<(), CodecError> {
-    tagged(buf, b'Q', "Query message", |buf| put_cstr(buf, sql.as_bytes(), "Query message"))
+    tagged(buf, b'Q', "Query message", |buf| {
+        put_cstr(buf, sql.as_bytes(), "Query message")
+    })
 }
 
 /// Parse: prepare `sql` as statement `name` (empty for unnamed).
@@ -217,7 +224,6 @@ pub fn function_call<V: AsRef<[u8]>>(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -1,0 +1,55 @@
+//! Decisions reused within a session, for as long as the PDP allowed and
+//! only while the policy version they were made under is current.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use palisade_sql::Attributes;
+
+use crate::pdp::Decision;
+
+/// Most decisions a session keeps.
+const ENTRIES: usize = 1024;
+
+struct Entry {
+    decision: Decision,
+    expires: Instant,
+    version: u64,
+}
+
+/// Per-session decision cache keyed by statement attributes.
+#[derive(Default)]
+pub struct DecisionCache {
+    entries: HashMap<Attributes, Entry>,
+}
+
+impl DecisionCache {
+    /// A decision still valid for `version`.
+    pub fn get(&self, attributes: &Attributes, version: u64) -> Option<Decision> {
+        let e = self.entries.get(attributes)?;
+        (e.version == version && Instant::now() < e.expires).then(|| e.decision.clone())
+    }
+
+    /// Keeps a decision if the PDP allowed caching it.
+    pub fn put(&mut self, attributes: Attributes, decision: Decision, version: u64) {
+        if decision.ttl.is_zero() {
+            return;
+        }
+        if self.entries.len() >= ENTRIES {
+            let now = Instant::now();
+            self.entries.retain(|_, e| e.expires > now);
+            if self.entries.len() >= ENTRIES {
+                self.entries.clear();
+            }
+        }
+        let expires = Instant::now() + decision.ttl;
+        self.entries.insert(
+            attributes,
+            Entry {
+                decision,
+                expires,
+                version,
+            },
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Deciding each statement of a session: analysis (cached by exact text),
+//! decisions (cached per statement attributes for as long as the PDP allows
+//! and until the policy set changes), and SQL-level prepared statements.
+//!
+//! Decisions are values: [`Verdict::Forward`] or [`Verdict::Refuse`]; the
+//! session carries them out. Any PDP error or timeout is a refusal.
+
+mod cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use palisade_sql::{Attributes, Statement};
+use tracing::{debug, warn};
+
+use crate::error::sqlstate;
+use crate::metrics::Metrics;
+use crate::pdp::{Decision, Effect, PdpClient, PdpError};
+pub use cache::DecisionCache;
+
+/// A refusal as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// SQLSTATE.
+    pub code: &'static str,
+    /// The message (names the policy and the reason).
+    pub message: String,
+    /// More detail, if any.
+    pub detail: Option<String>,
+}
+
+/// What to do with a query string or a Parse.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward it; the statements as analysed.
+    Forward(Arc<Vec<Statement>>),
+    /// Refuse it; nothing of it reaches the database.
+    Refuse(Refusal),
+}
+
+/// The policy version last reported by the PDP, shared by all sessions of
+/// the agent so any session's answer invalidates every cache (a lock-free
+/// read per statement).
+#[derive(Debug, Default)]
+pub struct PolicyVersion(AtomicU64);
+
+impl PolicyVersion {
+    /// Records a version string (hex); returns its numeric form.
+    pub fn observe(&self, version: &str) -> u64 {
+        let v = u64::from_str_radix(version.get(..16).unwrap_or(version), 16).unwrap_or(0);
+        self.0.store(v, Ordering::Relaxed);
+        v
+    }
+
+    /// The current version.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Largest number of distinct query texts whose analysis a session keeps.
+const ANALYSIS_CACHE_ENTRIES: usize = 512;
+
+/// The per-session enforcement state. Owned by the session's client-reading
+/// task: nothing here is shared with other sessions except the PDP client,
+/// the policy version and the metrics.
+pub struct Enforcer {
+    pdp: PdpClient,
+    session_id: String,
+    search_path: Vec<String>,
+    analyses: HashMap<String, Arc<Vec<Statement>>>,
+    decisions: DecisionCache,
+    version: Arc<PolicyVersion>,
+    metrics: Arc<Metrics>,
+    /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` will run.
+    sql_prepared: HashMap<String, Attributes>,
+    /// Re-opens the PDP session when the PDP forgot it (restart).
+    reopen: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>,
+}
+
+impl Enforcer {
+    /// A session's enforcer.
+    pub fn new(
+        pdp: PdpClient,
+        session_id: String,
+        version: Arc<PolicyVersion>,
+        metrics: Arc<Metrics>,
+        reopen: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>,
+    ) -> Self {
+        Self {
+            pdp,
+            session_id,
+            search_path: vec!["public".to_owned()],
+            analyses: HashMap::new(),
+            decisions: DecisionCache::default(),
+            version,
+            metrics,
+            sql_prepared: HashMap::new(),
+            reopen,
+        }
+    }
+
+    /// The PDP session id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn analyze(&mut self, sql: &str) -> Result<Arc<Vec<Statement>>, Refusal> {
+        if let Some(a) = self.analyses.get(sql) {
+            return Ok(a.clone());
+        }
+        let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
+        let statements = palisade_sql::analyze(sql, &path).map_err(|e| Refusal {
+            code: sqlstate::INSUFFICIENT_PRIVILEGE,
+            message: format!("palisade: statement refused: it does not parse ({e})"),
+            detail: None,
+        })?;
+        let statements = Arc::new(statements);
+        if self.analyses.len() >= ANALYSIS_CACHE_ENTRIES {
+            self.analyses.clear();
+        }
+        self.analyses.insert(sql.to_owned(), statements.clone());
+        Ok(statements)
+    }
+
+    /// Decides a query string (simple protocol) or the text of a Parse.
+    /// Every statement is decided; if any is refused, none runs.
+    pub async fn check(&mut self, sql: &str) -> Verdict {
+        let statements = match self.analyze(sql) {
+            Ok(s) => s,
+            Err(r) => {
+                self.metrics.statement(Effect::Deny);
+                return Verdict::Refuse(r);
+            }
+        };
+        // What each statement is decided as: EXECUTE runs what was prepared.
+        let mut decided: Vec<Attributes> = Vec::with_capacity(statements.len());
+        for s in statements.iter() {
+            if let Some(name) = &s.sql_execute {
+                match self.sql_prepared.get(name) {
+                    Some(a) => decided.push(a.clone()),
+                    None => {
+                        self.metrics.statement(Effect::Deny);
+                        return Verdict::Refuse(Refusal {
+                            code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                            message: format!(
+                                "palisade: statement refused: prepared statement `{name}` was not prepared through this session"
+                            ),
+                            detail: None,
+                        });
+                    }
+                }
+            } else {
+                decided.push(s.attributes.clone());
+            }
+        }
+        let refs: Vec<&Attributes> = decided.iter().collect();
+        match self.decide(&refs).await {
+            Err(r) => {
+                self.metrics.statement(Effect::Deny);
+                Verdict::Refuse(r)
+            }
+            Ok(()) => {
+                for (s, a) in statements.iter().zip(&decided) {
+                    self.note_allowed(s, a);
+                }
+                for _ in statements.iter() {
+                    self.metrics.statement(Effect::Allow);
+                }
+                Verdict::Forward(statements)
+            }
+        }
+    }
+
+    /// Re-checks attributes already decided (a prepared statement bound again
+    /// after the policy set changed); a cache hit costs no round trip.
+    pub async fn recheck(&mut self, statements: &[Statement]) -> Result<(), Refusal> {
+        let refs: Vec<&Attributes> = statements.iter().map(|s| &s.attributes).collect();
+        self.decide(&refs).await
+    }
+
+    fn note_allowed(&mut self, statement: &Statement, attributes: &Attributes) {
+        if let Some(name) = &statement.sql_prepare {
+            self.sql_prepared.insert(name.clone(), attributes.clone());
+        }
+        match &statement.sql_deallocate {
+            Some(Some(name)) => {
+                self.sql_prepared.remove(name);
+            }
+            Some(None) => self.sql_prepared.clear(),
+            None => {}
+        }
+        if let Some(path) = &statement.sets_search_path {
+            // The analysis of later statements resolves names against the
+            // new path; cached analyses used the old one.
+            self.search_path = if path.is_empty() {
+                vec!["public".to_owned()]
+            } else {
+                path.clone()
+            };
+            self.analyses.clear();
+        }
+    }
+
+    /// Decides every statement; `Err` is the first refusal.
+    async fn decide(&mut self, statements: &[&Attributes]) -> Result<(), Refusal> {
+        let version = self.version.current();
+        let mut missing: Vec<&Attributes> = Vec::new();
+        let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
+        for a in statements {
+            let hit = self.decisions.get(a, version);
+            if hit.is_none() {
+                missing.push(a);
+            }
+            decisions.push(hit);
+        }
+        if !missing.is_empty() {
+            let started = Instant::now();
+            let answer = match self.pdp.decide(&self.session_id, &missing).await {
+                Err(PdpError::UnknownSession) => {
+                    warn!(session = %self.session_id, "the pdp forgot the session; re-opening it");
+                    match (self.reopen)().await {
+                        Ok(id) => {
+                            self.session_id = id;
+                            self.pdp.decide(&self.session_id, &missing).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            self.metrics.decision_latency(started.elapsed());
+            let (fresh, version_str) = answer.map_err(|e| {
+                self.metrics.pdp_error();
+                warn!(session = %self.session_id, error = %e, "decision unavailable; refusing");
+                Refusal {
+                    code: sqlstate::SYSTEM_ERROR,
+                    message: format!("palisade: statement refused: {e}"),
+                    detail: Some("the agent refuses statements it cannot put to policy".to_owned()),
+                }
+            })?;
+            let version = self.version.observe(&version_str);
+            let mut fresh = fresh.into_iter();
+            for (slot, a) in decisions.iter_mut().zip(statements) {
+                if slot.is_none() {
+                    let d = fresh.next();
+                    if let Some(d) = &d {
+                        self.decisions.put((*a).clone(), d.clone(), version);
+                    }
+                    *slot = d;
+                }
+            }
+        }
+        for (d, a) in decisions.iter().zip(statements) {
+            let Some(d) = d else {
+                return Err(Refusal {
+                    code: sqlstate::SYSTEM_ERROR,
+                    message: "palisade: statement refused: no decision".to_owned(),
+                    detail: None,
+                });
+            };
+            match d.effect {
+                Effect::Allow => {}
+                Effect::Deny => {
+                    debug!(session = %self.session_id, kind = a.kind.as_str(), policies = ?d.policies, "statement refused");
+                    return Err(refusal(d, "refused"));
+                }
+                Effect::RequireApproval => {
+                    return Err(refusal(d, "held for review"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refusal(d: &Decision, what: &str) -> Refusal {
+    let policies = if d.policies.is_empty() {
+        "no policy permits it".to_owned()
+    } else {
+        format!("policy {}", d.policies.join(", "))
+    };
+    let mut message = format!("palisade: statement {what} by {policies}");
+    if !d.reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(&d.reason);
+    }
+    let detail = if d.effect == Effect::RequireApproval {
+        Some(format!(
+            "this statement needs the approval of: {}; approvals are not enabled on this agent",
+            d.reviewers.join(", ")
+        ))
+    } else {
+        None
+    };
+    Refusal {
+        code: sqlstate::INSUFFICIENT_PRIVILEGE,
+        message,
+        detail,
+    }
+}

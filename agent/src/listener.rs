@@ -1,0 +1,160 @@
+//! Accepting clients: one task per connection, a bound on how many, a bound
+//! on how long startup may take, and a drain on shutdown.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::config::{AgentConfig, UpstreamTls};
+use crate::context::AgentContext;
+use crate::enforce::PolicyVersion;
+use crate::error::AgentError;
+use crate::frontend::{self, Knock};
+use crate::metrics::Metrics;
+use crate::pdp::{PdpClient, PdpError};
+use crate::session::{self, CancelRegistry};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The client TLS certificate could not be loaded.
+    #[error("client tls: {0}")]
+    ClientTls(std::io::Error),
+    /// A target's CA could not be loaded.
+    #[error("upstream tls: {0}")]
+    UpstreamTls(String),
+    /// The PDP client could not be built.
+    #[error("{0}")]
+    Pdp(#[from] PdpError),
+}
+
+fn upstream_tls(config: &AgentConfig) -> Result<Option<Arc<rustls::ClientConfig>>, StartError> {
+    if !config.targets.values().any(|t| t.tls == UpstreamTls::Require) {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for t in config.targets.values() {
+        if let Some(ca) = &t.ca {
+            for cert in load_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| StartError::UpstreamTls(format!("{}: {e}", ca.display())))?;
+            }
+        }
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(tls)))
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartError> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::UpstreamTls(format!("{}: {e}", path.display())))
+}
+
+impl AgentContext {
+    /// Builds the shared handles from a validated configuration.
+    pub fn new(config: AgentConfig) -> Result<Self, StartError> {
+        let client_tls = match (&config.listen.tls_cert, &config.listen.tls_key) {
+            (Some(cert), Some(key)) => Some(frontend::server_config(cert, key).map_err(StartError::ClientTls)?),
+            _ => None,
+        };
+        let upstream_tls = upstream_tls(&config)?;
+        for (name, t) in &config.targets {
+            if t.grantable_roles.is_empty() {
+                warn!(target = %name, user = %t.user, "target uses a static database credential (no just-in-time roles)");
+            }
+        }
+        Ok(Self {
+            pdp: PdpClient::new(&config.pdp)?,
+            config: Arc::new(config),
+            client_tls,
+            upstream_tls,
+            cancel: CancelRegistry::default(),
+            version: Arc::new(PolicyVersion::default()),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+}
+
+/// Accepts clients on `listener` until `shutdown` completes, then stops
+/// accepting and gives open sessions up to `drain` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: AgentContext,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, tls = ctx.client_tls.is_some(), "agent listening");
+    }
+    let mut sessions = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "connection limit reached; refusing");
+            drop(tcp);
+            continue;
+        };
+        let ctx = ctx.clone();
+        sessions.spawn(async move {
+            let _permit = permit;
+            handle(tcp, peer, ctx).await;
+        });
+    }
+    info!(open = sessions.len(), "agent draining");
+    let _ = tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} }).await;
+    sessions.abort_all();
+}
+
+async fn handle(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, ctx: AgentContext) {
+    let limits = &ctx.config.limits;
+    let accepted = tokio::time::timeout(
+        limits.startup_timeout,
+        frontend::accept(
+            tcp,
+            ctx.client_tls.clone(),
+            ctx.config.listen.insecure_allow_plaintext,
+            limits.max_message_bytes,
+        ),
+    )
+    .await;
+    match accepted {
+        Err(_) => {
+            info!(%peer, "startup timed out");
+        }
+        Ok(Err((stream, error))) => {
+            if !matches!(error, AgentError::ClientGone | AgentError::Io(_)) {
+                info!(%peer, error = %error, "startup refused");
+            }
+            if let Some(mut stream) = stream {
+                frontend::refuse(&mut stream, &error).await;
+            }
+        }
+        Ok(Ok(Knock::Cancel { process_id, secret })) => ctx.cancel.cancel(process_id, &secret).await,
+        Ok(Ok(Knock::Session(hello))) => session::run(hello, peer, ctx).await,
+    }
+}

@@ -1,0 +1,224 @@
+//! Client → database: every statement is decided before anything of it is
+//! sent. Allowed messages are forwarded as they came (batched per read);
+//! a refused statement is replaced by the session's stand-in (see
+//! [`super::shared`]) and the rest of its pipeline is dropped up to Sync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use palisade_sql::Statement;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::codec::Decoder;
+
+use super::End;
+use super::shared::Shared;
+use crate::codec::{Bind, Close, FrameCodec, FrontendTag, Parse, Query, Target, write};
+use crate::enforce::{Enforcer, Refusal, Verdict};
+use crate::error::sqlstate;
+use crate::net::Stream;
+
+/// The client-reading direction of a session.
+pub struct Forward {
+    /// The enforcer of the session.
+    pub enforcer: Enforcer,
+    /// State shared with the relaying direction.
+    pub shared: Arc<Shared>,
+    /// Largest message accepted.
+    pub max_message: usize,
+    /// Idle clients are disconnected after this.
+    pub idle_timeout: Duration,
+    /// Named prepared statements (extended protocol) and what they hold.
+    prepared: HashMap<String, Arc<Vec<Statement>>>,
+    /// After a refused Parse or Bind: drop messages until Sync, as the
+    /// database does after an error.
+    skipping: bool,
+}
+
+impl Forward {
+    /// The direction's state for a new session.
+    pub fn new(enforcer: Enforcer, shared: Arc<Shared>, max_message: usize, idle_timeout: Duration) -> Self {
+        Self {
+            enforcer,
+            shared,
+            max_message,
+            idle_timeout,
+            prepared: HashMap::new(),
+            skipping: false,
+        }
+    }
+
+    /// Runs until the client leaves, breaks the protocol, or a socket fails.
+    pub async fn run(
+        &mut self,
+        client: &mut ReadHalf<Stream>,
+        mut buf: BytesMut,
+        upstream: &mut WriteHalf<Stream>,
+    ) -> End {
+        let mut codec = FrameCodec::new(self.max_message);
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        loop {
+            loop {
+                let frame = match codec.decode(&mut buf) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return End::ClientProtocol(e.to_string()),
+                };
+                let Some(tag) = FrontendTag::from_u8(frame.tag()) else {
+                    return End::ClientProtocol(format!("unknown message type `{}`", frame.tag().escape_ascii()));
+                };
+                match tag {
+                    FrontendTag::Query => {
+                        if self.skipping {
+                            continue;
+                        }
+                        let sql = match Query::from_body(frame.body()) {
+                            Ok(q) => q.sql,
+                            Err(e) => return End::ClientProtocol(e.to_string()),
+                        };
+                        if !flush(upstream, &mut out).await {
+                            return End::UpstreamGone;
+                        }
+                        self.shared.sent_sync();
+                        match self.enforcer.check(sql).await {
+                            Verdict::Forward(_) => out.extend_from_slice(frame.raw()),
+                            Verdict::Refuse(r) => self.stand_in_query(&mut out, r),
+                        }
+                    }
+                    FrontendTag::Parse => {
+                        if self.skipping {
+                            continue;
+                        }
+                        let parse = match Parse::from_body(frame.body()) {
+                            Ok(p) => p,
+                            Err(e) => return End::ClientProtocol(e.to_string()),
+                        };
+                        if !flush(upstream, &mut out).await {
+                            return End::UpstreamGone;
+                        }
+                        match self.enforcer.check(parse.sql).await {
+                            Verdict::Forward(statements) => {
+                                self.prepared.insert(parse.name.to_owned(), statements);
+                                out.extend_from_slice(frame.raw());
+                            }
+                            Verdict::Refuse(r) => {
+                                self.prepared.remove(parse.name);
+                                self.stand_in_parse(&mut out, r);
+                            }
+                        }
+                    }
+                    FrontendTag::Bind => {
+                        if self.skipping {
+                            continue;
+                        }
+                        let bind = match Bind::from_body(frame.body()) {
+                            Ok(b) => b,
+                            Err(e) => return End::ClientProtocol(e.to_string()),
+                        };
+                        // The decision was taken at Parse; it is re-checked
+                        // (from the cache unless the policy set changed).
+                        if let Some(statements) = self.prepared.get(bind.statement).cloned() {
+                            if let Err(r) = self.enforcer.recheck(&statements).await {
+                                self.stand_in_parse(&mut out, r);
+                                continue;
+                            }
+                        }
+                        out.extend_from_slice(frame.raw());
+                    }
+                    FrontendTag::Close => {
+                        if self.skipping {
+                            continue;
+                        }
+                        if let Ok(c) = Close::from_body(frame.body())
+                            && c.kind == Target::Statement
+                        {
+                            self.prepared.remove(c.name);
+                        }
+                        out.extend_from_slice(frame.raw());
+                    }
+                    FrontendTag::Describe | FrontendTag::Execute => {
+                        if !self.skipping {
+                            out.extend_from_slice(frame.raw());
+                        }
+                    }
+                    FrontendTag::Sync => {
+                        self.skipping = false;
+                        self.shared.sent_sync();
+                        out.extend_from_slice(frame.raw());
+                    }
+                    FrontendTag::Flush => out.extend_from_slice(frame.raw()),
+                    FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => {
+                        out.extend_from_slice(frame.raw());
+                    }
+                    FrontendTag::FunctionCall => {
+                        // The fastpath calls a function by OID, outside SQL
+                        // and so outside policy.
+                        self.shared.sent_sync();
+                        self.stand_in_query(
+                            &mut out,
+                            Refusal {
+                                code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                                message: "palisade: the fastpath function call interface is refused: it bypasses SQL".to_owned(),
+                                detail: None,
+                            },
+                        );
+                    }
+                    FrontendTag::Terminate => {
+                        out.extend_from_slice(frame.raw());
+                        let _ = flush(upstream, &mut out).await;
+                        return End::ClientTerminated;
+                    }
+                    FrontendTag::Password => {
+                        return End::ClientProtocol("unexpected password message".to_owned());
+                    }
+                }
+            }
+            if !flush(upstream, &mut out).await {
+                return End::UpstreamGone;
+            }
+            let read = client.read_buf(&mut buf);
+            let n = if self.shared.idle() {
+                match tokio::time::timeout(self.idle_timeout, read).await {
+                    Ok(r) => r,
+                    Err(_) => return End::IdleTimeout,
+                }
+            } else {
+                read.await
+            };
+            match n {
+                Ok(0) | Err(_) => return End::ClientGone,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Simple protocol (and fastpath): a stand-in query, answered by an
+    /// error and ReadyForQuery.
+    fn stand_in_query(&mut self, out: &mut BytesMut, refusal: Refusal) {
+        self.shared.push_refusal(refusal);
+        // INVARIANT: the stand-in is a short ASCII identifier; encoding it
+        // cannot fail.
+        let _ = write::query(out, self.shared.stand_in());
+    }
+
+    /// Extended protocol: a stand-in Parse of the unnamed statement; the
+    /// database answers with an error at this point of the pipeline and
+    /// skips to Sync, and so does the agent.
+    fn stand_in_parse(&mut self, out: &mut BytesMut, refusal: Refusal) {
+        self.shared.push_refusal(refusal);
+        let _ = write::parse(out, "", self.shared.stand_in(), &[]);
+        // The client must see the error now, not at its Sync.
+        write::flush(out);
+        self.skipping = true;
+    }
+}
+
+async fn flush(upstream: &mut WriteHalf<Stream>, out: &mut BytesMut) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let ok = upstream.write_all(out).await.is_ok();
+    out.clear();
+    ok
+}

@@ -1,0 +1,216 @@
+//! A Palisade agent in this process, in front of a throwaway PostgreSQL,
+//! deciding with a [`RunningPdp`](crate::stack::RunningPdp), and the example
+//! database the policies speak about.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_agent::config::{AgentConfig, Limits, ListenConfig, PdpConfig, TargetConfig, UpstreamTls};
+use palisade_agent::context::AgentContext;
+
+use crate::postgres::TestPostgres;
+use crate::stack::{Fixture, install_crypto};
+
+/// The schema and rows of the example story: production tables in `public`
+/// and `reporting`, classified columns, and the `migrations_tmp` sandbox.
+pub const EXAMPLE_SCHEMA: &str = r"
+CREATE DATABASE prod;
+\connect prod
+CREATE TABLE public.orders (id int PRIMARY KEY, day date NOT NULL DEFAULT current_date, total numeric NOT NULL);
+INSERT INTO public.orders (id, total) SELECT g, g * 10 FROM generate_series(1, 100) g;
+CREATE TABLE public.customers (id int PRIMARY KEY, name text, email text, ssn text, phone text);
+INSERT INTO public.customers VALUES (1, 'Ada', 'ada@example.com', '123-45-6789', '+1 555 0100');
+CREATE TABLE public.payments (id int PRIMARY KEY, customer_id int, card_number text);
+INSERT INTO public.payments VALUES (1, 1, '4111111111111111');
+CREATE SCHEMA reporting;
+CREATE TABLE reporting.daily (day date PRIMARY KEY, revenue numeric);
+INSERT INTO reporting.daily VALUES (current_date, 1000);
+CREATE SCHEMA migrations_tmp;
+CREATE TABLE migrations_tmp.backfill (id int);
+INSERT INTO migrations_tmp.backfill SELECT g FROM generate_series(1, 10) g;
+";
+
+/// Creates the example database on `pg`.
+pub async fn seed_example(pg: &TestPostgres) -> anyhow::Result<()> {
+    pg.psql("postgres", EXAMPLE_SCHEMA).await?;
+    Ok(())
+}
+
+/// An agent configuration for `fixture`, the PDP at `pdp_url`, and `pg`
+/// serving the `prod` target with the superuser's credential.
+pub fn agent_config(fixture: &Fixture, pdp_url: &str, pg: &TestPostgres) -> anyhow::Result<AgentConfig> {
+    let agent = fixture
+        .certs
+        .agents
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no agent certificate"))?;
+    let password_file = fixture.dir.path().join("prod.password");
+    std::fs::write(&password_file, pg.superuser_password())?;
+    let mut targets = BTreeMap::new();
+    targets.insert(
+        "prod".to_owned(),
+        TargetConfig {
+            host: pg.host().to_owned(),
+            port: pg.port(),
+            database: None,
+            user: pg.superuser().to_owned(),
+            password_file: Some(password_file),
+            password_env: None,
+            tls: UpstreamTls::Disable,
+            ca: None,
+            tls_server_name: None,
+            grantable_roles: Vec::new(),
+        },
+    );
+    Ok(AgentConfig {
+        listen: ListenConfig {
+            addr: ([127, 0, 0, 1], 0).into(),
+            tls_cert: Some(agent.listener.cert.clone()),
+            tls_key: Some(agent.listener.key.clone()),
+            insecure_allow_plaintext: false,
+        },
+        pdp: PdpConfig {
+            endpoints: vec![pdp_url.to_owned()],
+            ca: fixture.certs.ca.cert.clone(),
+            cert: agent.pdp_client.cert.clone(),
+            key: agent.pdp_client.key.clone(),
+            server_name: Some("localhost".to_owned()),
+            decision_timeout: Duration::from_secs(2),
+        },
+        targets,
+        limits: Limits::default(),
+        metrics_listen: None,
+    })
+}
+
+/// An agent serving on a loopback port of this process.
+pub struct RunningAgent {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    /// Its shared handles (metrics, ...).
+    pub ctx: AgentContext,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The CA clients verify the agent with.
+    pub ca: PathBuf,
+}
+
+impl RunningAgent {
+    /// Starts an agent with `config` on a free port.
+    pub async fn start(config: AgentConfig, ca: PathBuf) -> anyhow::Result<Self> {
+        install_crypto();
+        let listener = tokio::net::TcpListener::bind(config.listen.addr).await?;
+        let addr = listener.local_addr()?;
+        let ctx = AgentContext::new(config)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serve_ctx = ctx.clone();
+        let task = tokio::spawn(async move {
+            palisade_agent::listener::serve(
+                listener,
+                serve_ctx,
+                async move {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(1),
+            )
+            .await;
+        });
+        Ok(Self {
+            addr,
+            ctx,
+            shutdown: Some(tx),
+            task,
+            ca,
+        })
+    }
+
+    /// A libpq connection string for `token` (TLS verified against the dev CA).
+    pub fn conninfo(&self, token: &str) -> String {
+        format!(
+            "host=localhost port={} dbname=prod user=ci password={token} sslmode=verify-full sslrootcert={}",
+            self.addr.port(),
+            self.ca.display()
+        )
+    }
+
+    /// Stops accepting and ends the serving task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Everything at once: PKI and issuer, a seeded PostgreSQL, a PDP and an
+/// agent, all on loopback.
+pub struct Stack {
+    /// PKI, issuer, policies.
+    pub fixture: Fixture,
+    /// The database.
+    pub pg: TestPostgres,
+    /// The PDP.
+    pub pdp: crate::stack::RunningPdp,
+    /// The agent.
+    pub agent: RunningAgent,
+}
+
+impl Stack {
+    /// Starts the whole stack with the example database.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts the stack, letting the caller adjust the agent configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut AgentConfig)) -> anyhow::Result<Self> {
+        let fixture = Fixture::new()?;
+        let pg = TestPostgres::start().await?;
+        seed_example(&pg).await?;
+        pg.psql("postgres", "CREATE DATABASE staging").await?;
+        let pdp = crate::stack::RunningPdp::start(fixture.pdp_config()).await?;
+        let mut config = agent_config(&fixture, &pdp.url(), &pg)?;
+        let mut staging = config
+            .targets
+            .get("prod")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no prod target"))?;
+        staging.database = Some("staging".to_owned());
+        config.targets.insert("staging".to_owned(), staging);
+        adjust(&mut config);
+        let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone()).await?;
+        Ok(Self {
+            fixture,
+            pg,
+            pdp,
+            agent,
+        })
+    }
+
+    /// A token of the CI identity of the example policies.
+    pub fn ci_token(&self) -> anyhow::Result<String> {
+        self.fixture.token("ci-job-42", &["ci-generated-code"])
+    }
+
+    /// A token of a database administrator.
+    pub fn dba_token(&self) -> anyhow::Result<String> {
+        self.fixture.token("alice", &["dba"])
+    }
+
+    /// A tokio-postgres client through the agent.
+    pub async fn connect(&self, token: &str) -> anyhow::Result<tokio_postgres::Client> {
+        crate::clients::connect(&self.agent.conninfo(token), &self.agent.ca).await
+    }
+
+    /// A direct superuser connection to the database (to check what really
+    /// happened there).
+    pub async fn direct(&self) -> anyhow::Result<tokio_postgres::Client> {
+        self.pg.connect("prod").await
+    }
+}

@@ -1,0 +1,60 @@
+//! One call into PostgreSQL's parser per query string.
+
+use pg_query::protobuf::ParseResult;
+
+use crate::error::AnalyzeError;
+
+/// Parses a whole query string with PostgreSQL's grammar.
+pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalyzeError> {
+    // The parser takes a C string; PostgreSQL's wire protocol cannot carry
+    // a NUL inside a query either, so this is never a legitimate query.
+    if let Some(at) = sql.bytes().position(|b| b == 0) {
+        return Err(AnalyzeError::NulByte(at));
+    }
+    match pg_query::parse(sql, 0) {
+        Ok(parsed) => Ok(parsed.protobuf),
+        Err(pg_query::Error::Parse(message)) => Err(AnalyzeError::Parse {
+            message,
+            cursor: crate::ffi::error_cursor(sql),
+        }),
+        Err(_) => Err(AnalyzeError::Internal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_keep_postgres_message_and_position() {
+        let err = parse("SELECT * FORM t").unwrap_err();
+        assert_eq!(
+            err,
+            AnalyzeError::Parse {
+                message: "syntax error at or near \"FORM\"".into(),
+                cursor: Some(9),
+            }
+        );
+    }
+
+    #[test]
+    fn errors_at_the_end_point_past_the_input() {
+        let sql = "SELECT (1";
+        let err = parse(sql).unwrap_err();
+        assert_eq!(err.cursor(), Some(sql.len()));
+        assert_eq!(err.to_string(), "syntax error at end of input");
+    }
+
+    #[test]
+    fn cursors_are_byte_offsets_after_multibyte_text() {
+        // "é" is one character but two bytes: FROM is character 12, byte 13.
+        let err = parse("SELECT 'é', FROM t").unwrap_err();
+        assert_eq!(err.to_string(), "syntax error at or near \"FROM\"");
+        assert_eq!(err.cursor(), Some(13));
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        assert_eq!(parse("SELECT 1\0; DROP TABLE t"), Err(AnalyzeError::NulByte(8)));
+    }
+}
