@@ -125,12 +125,22 @@ impl RunningAgent {
         })
     }
 
-    /// A libpq connection string for `token` (TLS verified against the dev CA).
-    pub fn conninfo(&self, token: &str) -> String {
+    /// A libpq connection string for `token` (psql, pgbench, psycopg): TLS
+    /// verified against the development CA.
+    pub fn libpq_conninfo(&self, token: &str) -> String {
         format!(
             "host=localhost port={} dbname=prod user=ci password={token} sslmode=verify-full sslrootcert={}",
             self.addr.port(),
             self.ca.display()
+        )
+    }
+
+    /// A tokio-postgres connection string for `token` (its TLS connector
+    /// verifies the certificate against the development CA).
+    pub fn conninfo(&self, token: &str) -> String {
+        format!(
+            "host=localhost port={} dbname=prod user=ci password={token} sslmode=require",
+            self.addr.port()
         )
     }
 

@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 #[tokio::test]
 async fn psql_scripts_copy_multi_statements_and_transactions() {
     let stack = Stack::start().await.unwrap();
-    let conninfo = stack.agent.conninfo(&stack.ci_token().unwrap());
+    let conninfo = stack.agent.libpq_conninfo(&stack.ci_token().unwrap());
     let csv = stack.fixture.dir.path().join("ids.csv");
     std::fs::write(&csv, "501\n502\n503\n").unwrap();
     let out_csv = stack.fixture.dir.path().join("out.csv");
@@ -60,7 +60,7 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
     let stack = Stack::start().await.unwrap();
     let conninfo = stack
         .agent
-        .conninfo(&stack.dba_token().unwrap())
+        .libpq_conninfo(&stack.dba_token().unwrap())
         .replace("dbname=prod", "dbname=staging");
     let init = run_pg_program(stack.pg.bin_dir(), "pgbench", &["-i", "-s", "1", &conninfo], "")
         .await
@@ -140,7 +140,7 @@ async fn tokio_postgres_prepared_binary_pipelined_copy_and_cancel() {
 #[tokio::test]
 async fn psycopg_with_pipeline_mode() {
     let stack = Stack::start().await.unwrap();
-    let conninfo = stack.agent.conninfo(&stack.ci_token().unwrap());
+    let conninfo = stack.agent.libpq_conninfo(&stack.ci_token().unwrap());
     let script = r#"
 import sys, psycopg
 with psycopg.connect(sys.argv[1]) as conn:

@@ -18,6 +18,10 @@ pub enum AnalyzeError {
     /// The string contains a NUL byte, which no PostgreSQL query can.
     #[error("query string contains a nul byte at offset {0}")]
     NulByte(usize),
+    /// The statement nests deeper than the parser binding can hand over
+    /// (about 25 nested subqueries, or a 50-term `a || b || …` chain).
+    #[error("query nests too deeply to analyse")]
+    TooDeep,
     /// The parser answered with something this crate could not read; a bug in
     /// the parser binding, never the caller's fault.
     #[error("parser returned an unreadable tree")]
@@ -30,7 +34,7 @@ impl AnalyzeError {
         match self {
             AnalyzeError::Parse { cursor, .. } => *cursor,
             AnalyzeError::NulByte(at) => Some(*at),
-            AnalyzeError::Empty | AnalyzeError::Internal => None,
+            AnalyzeError::Empty | AnalyzeError::TooDeep | AnalyzeError::Internal => None,
         }
     }
 }
@@ -48,6 +52,7 @@ mod tests {
             },
             AnalyzeError::Empty,
             AnalyzeError::NulByte(3),
+            AnalyzeError::TooDeep,
             AnalyzeError::Internal,
         ];
         for e in errors {

@@ -102,9 +102,59 @@ pub(crate) fn is_relation_member_type(t: ObjectType) -> bool {
     )
 }
 
+/// Reads a relation name the way `'…'::regclass` does: dot-separated
+/// identifiers, unquoted ones folded to lower case, `""` inside quotes.
+/// Returns `(schema, name)`; `None` for text that is no such name.
+pub(crate) fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => current.push(c),
+            (false, '"') => {
+                quoted = true;
+                was_quoted = true;
+            }
+            (false, '.') => {
+                parts.push(std::mem::take(&mut current));
+                was_quoted = false;
+            }
+            (false, c) if c.is_whitespace() => {}
+            (false, c) => current.extend(c.to_lowercase()),
+        }
+    }
+    if quoted || (current.is_empty() && !was_quoted) {
+        return None;
+    }
+    parts.push(current);
+    if parts.len() > 3 || parts.iter().any(String::is_empty) {
+        return None;
+    }
+    let name = parts.pop()?;
+    Some((parts.pop(), name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regclass_text_folds_like_postgres() {
+        assert_eq!(regclass_name("Seq"), Some((None, "seq".into())));
+        assert_eq!(regclass_name("s.\"My\"\"Seq\""), Some((Some("s".into()), "My\"Seq".into())));
+        assert_eq!(regclass_name("db.s.t"), Some((Some("s".into()), "t".into())));
+        assert_eq!(regclass_name(""), None);
+        assert_eq!(regclass_name("a..b"), None);
+        assert_eq!(regclass_name("\"open"), None);
+    }
 
     fn first_stmt(sql: &str) -> NodeEnum {
         let parsed = pg_query::parse(sql, 0).unwrap();

@@ -17,6 +17,11 @@ pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalyzeError> {
             message,
             cursor: crate::ffi::error_cursor(sql),
         }),
+        // pg_query hands the tree over as protobuf, and prost refuses to
+        // decode more than 100 nested messages. Lifting that limit would let
+        // hostile nesting overflow the caller's stack (an abort, not an
+        // error), so deep statements are refused instead.
+        Err(pg_query::Error::Decode(e)) if e.to_string().contains("recursion limit") => Err(AnalyzeError::TooDeep),
         Err(_) => Err(AnalyzeError::Internal),
     }
 }
@@ -51,6 +56,16 @@ mod tests {
         let err = parse("SELECT 'é', FROM t").unwrap_err();
         assert_eq!(err.to_string(), "syntax error at or near \"FROM\"");
         assert_eq!(err.cursor(), Some(13));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let sql = format!("SELECT {}1{}", "1+(".repeat(200), ")".repeat(200));
+        assert_eq!(parse(&sql), Err(AnalyzeError::TooDeep));
+        let sql = format!("SELECT {}1{}", "1+(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(parse(&sql), Err(AnalyzeError::Parse { .. })));
+        let sql = format!("SELECT {}1{}", "1+(".repeat(20), ")".repeat(20));
+        assert!(parse(&sql).is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use self::children::{Field, for_each_child};
 use self::scope::{ScopeId, Scopes, column_fields, cte_names, range_var_name};
 use crate::classify::session::explain_analyzes;
 use crate::kind::StatementKind;
-use crate::names::{inner, sval};
+use crate::names::{inner, regclass_name, sval};
 use crate::search_path::{PG_TEMP, SearchPath};
 use crate::statement::{ColumnRef, Relation};
 
@@ -135,6 +135,7 @@ impl<'t> Walker<'t, '_> {
             }
             NodeRef::FuncCall(f) => {
                 self.function(&f.funcname);
+                self.relation_by_name(f, ctx);
                 Some(ctx)
             }
             NodeRef::CreateTrigStmt(t) => {
@@ -402,6 +403,35 @@ impl<'t> Walker<'t, '_> {
         }
     }
 
+    /// Functions that take a relation by name (`setval('seq', 1)`,
+    /// `table_to_xml('t', …)`) touch that relation: report it.
+    fn relation_by_name(&mut self, f: &FuncCall, ctx: Ctx) {
+        let Some(name) = f.funcname.last().and_then(sval) else {
+            return;
+        };
+        let write = match name.to_ascii_lowercase().as_str() {
+            "nextval" | "setval" => true,
+            "currval" | "table_to_xml" | "table_to_xmlschema" | "table_to_xml_and_xmlschema" => false,
+            _ => return,
+        };
+        let Some((schema, relname)) = f.args.first().and_then(string_argument).and_then(regclass_name) else {
+            return;
+        };
+        let relations: Vec<Relation> = match schema {
+            Some(schema) => vec![Relation::new(schema, relname)],
+            None => self
+                .path
+                .candidates(&relname)
+                .map(|s| Relation::new(s, relname.as_str()))
+                .collect(),
+        };
+        if write && !ctx.plan_only {
+            self.facts.writes.extend(relations);
+        } else {
+            self.facts.reads.extend(relations);
+        }
+    }
+
     /// Records a function name: bare, and `schema.name` when qualified.
     fn function(&mut self, names: &[Node]) {
         let mut parts = names.iter().rev().filter_map(sval);
@@ -413,6 +443,22 @@ impl<'t> Walker<'t, '_> {
             self.facts.functions.push(format!("{}.{name}", schema.to_lowercase()));
         }
         self.facts.functions.push(name);
+    }
+}
+
+/// A string literal argument, also when cast (`'seq'::regclass`).
+fn string_argument(mut arg: &Node) -> Option<&str> {
+    loop {
+        match inner(arg)? {
+            NodeEnum::AConst(c) => {
+                return match &c.val {
+                    Some(pg_query::protobuf::a_const::Val::Sval(s)) => Some(&s.sval),
+                    _ => None,
+                };
+            }
+            NodeEnum::TypeCast(t) => arg = t.arg.as_deref()?,
+            _ => return None,
+        }
     }
 }
 

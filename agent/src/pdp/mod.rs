@@ -28,7 +28,7 @@ pub enum PdpError {
     #[error("the policy service does not know this session")]
     UnknownSession,
     /// Any other RPC failure.
-    #[error("{0}")]
+    #[error("the policy service is unavailable: {0}")]
     Rpc(String),
     /// The PDP answered something the agent cannot use.
     #[error("the policy service answered badly: {0}")]

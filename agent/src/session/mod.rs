@@ -186,7 +186,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
             Box::pin(async move {
                 match pdp.open_session(&token, &target_name, &facts, &roles, Some(&session_id)).await? {
                     OpenOutcome::Granted(g) => Ok(g.session_id),
-                    OpenOutcome::Refused { message, .. } => Err(crate::pdp::PdpError::Rpc(message)),
+                    OpenOutcome::Refused { message, .. } => Err(crate::pdp::PdpError::BadAnswer(message)),
                 }
             }) as futures::future::BoxFuture<'static, _>
         })
