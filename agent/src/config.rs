@@ -272,11 +272,14 @@ impl TargetConfig {
     /// is picked up). Held only by the agent.
     pub fn password(&self) -> std::io::Result<String> {
         if let Some(file) = &self.password_file {
-            return Ok(std::fs::read_to_string(file)?.trim_end_matches(['\n', '\r']).to_owned());
+            return Ok(std::fs::read_to_string(file)?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned());
         }
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map_err(|_| std::io::Error::other(format!("environment variable {var} is not set")));
+            return std::env::var(var).map_err(|_| {
+                std::io::Error::other(format!("environment variable {var} is not set"))
+            });
         }
         Err(std::io::Error::other("no password source"))
     }

@@ -109,7 +109,9 @@ impl AgentError {
     /// A hint for the client, where one helps.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            AgentError::PlaintextToken => Some("use sslmode=require (the agent presents its own certificate)"),
+            AgentError::PlaintextToken => {
+                Some("use sslmode=require (the agent presents its own certificate)")
+            }
             AgentError::NoToken => Some("set PGPASSWORD to the token, e.g. $(palisade token ...)"),
             _ => None,
         }

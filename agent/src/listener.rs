@@ -36,7 +36,11 @@ pub enum StartError {
 }
 
 fn upstream_tls(config: &AgentConfig) -> Result<Option<Arc<rustls::ClientConfig>>, StartError> {
-    if !config.targets.values().any(|t| t.tls == UpstreamTls::Require) {
+    if !config
+        .targets
+        .values()
+        .any(|t| t.tls == UpstreamTls::Require)
+    {
         return Ok(None);
     }
     let mut roots = rustls::RootCertStore::empty();
@@ -66,7 +70,9 @@ impl AgentContext {
     /// Builds the shared handles from a validated configuration.
     pub fn new(config: AgentConfig) -> Result<Self, StartError> {
         let client_tls = match (&config.listen.tls_cert, &config.listen.tls_key) {
-            (Some(cert), Some(key)) => Some(frontend::server_config(cert, key).map_err(StartError::ClientTls)?),
+            (Some(cert), Some(key)) => {
+                Some(frontend::server_config(cert, key).map_err(StartError::ClientTls)?)
+            }
             _ => None,
         };
         let upstream_tls = upstream_tls(&config)?;
@@ -126,7 +132,10 @@ pub async fn serve(
         });
     }
     info!(open = sessions.len(), "agent draining");
-    let _ = tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(drain, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
     sessions.abort_all();
 }
 
@@ -154,7 +163,9 @@ async fn handle(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, ctx: Age
                 frontend::refuse(&mut stream, &error).await;
             }
         }
-        Ok(Ok(Knock::Cancel { process_id, secret })) => ctx.cancel.cancel(process_id, &secret).await,
+        Ok(Ok(Knock::Cancel { process_id, secret })) => {
+            ctx.cancel.cancel(process_id, &secret).await
+        }
         Ok(Ok(Knock::Session(hello))) => session::run(hello, peer, ctx).await,
     }
 }

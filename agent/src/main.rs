@@ -15,7 +15,12 @@ use tracing_subscriber::EnvFilter;
 #[command(version)]
 struct Args {
     /// Configuration file.
-    #[arg(long, short, env = "PALISADE_AGENT_CONFIG", default_value = "agent.toml")]
+    #[arg(
+        long,
+        short,
+        env = "PALISADE_AGENT_CONFIG",
+        default_value = "agent.toml"
+    )]
     config: PathBuf,
     /// Log as JSON lines.
     #[arg(long)]
@@ -30,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.json_logs {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -48,7 +56,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    listener::serve(listener, ctx, shutdown_signal(), Duration::from_secs(args.drain_seconds)).await;
+    listener::serve(
+        listener,
+        ctx,
+        shutdown_signal(),
+        Duration::from_secs(args.drain_seconds),
+    )
+    .await;
     Ok(())
 }
 

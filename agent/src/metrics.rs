@@ -74,17 +74,38 @@ impl Metrics {
             }
         };
         let v = |a: &AtomicU64| a.load(Relaxed);
-        metric("palisade_sessions_total", "counter", "Sessions opened.", &[(String::new(), v(&self.sessions_total))]);
-        metric("palisade_sessions_active", "gauge", "Sessions open now.", &[(String::new(), v(&self.sessions_active))]);
-        metric("palisade_sessions_refused_total", "counter", "Sessions refused at connect.", &[(String::new(), v(&self.sessions_refused))]);
+        metric(
+            "palisade_sessions_total",
+            "counter",
+            "Sessions opened.",
+            &[(String::new(), v(&self.sessions_total))],
+        );
+        metric(
+            "palisade_sessions_active",
+            "gauge",
+            "Sessions open now.",
+            &[(String::new(), v(&self.sessions_active))],
+        );
+        metric(
+            "palisade_sessions_refused_total",
+            "counter",
+            "Sessions refused at connect.",
+            &[(String::new(), v(&self.sessions_refused))],
+        );
         metric(
             "palisade_statements_total",
             "counter",
             "Statements by decision.",
             &[
-                ("{decision=\"allow\"}".to_owned(), v(&self.statements_allowed)),
+                (
+                    "{decision=\"allow\"}".to_owned(),
+                    v(&self.statements_allowed),
+                ),
                 ("{decision=\"deny\"}".to_owned(), v(&self.statements_denied)),
-                ("{decision=\"require_approval\"}".to_owned(), v(&self.statements_held)),
+                (
+                    "{decision=\"require_approval\"}".to_owned(),
+                    v(&self.statements_held),
+                ),
             ],
         );
         let sum = v(&self.decision_seconds_sum_micros);
@@ -96,10 +117,21 @@ impl Metrics {
             v(&self.decisions_remote)
         );
         let mut metric = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
-        metric("palisade_pdp_errors_total", "PDP calls that failed or timed out.", v(&self.pdp_errors));
-        metric("palisade_upstream_errors_total", "Upstream connection failures.", v(&self.upstream_errors));
+        metric(
+            "palisade_pdp_errors_total",
+            "PDP calls that failed or timed out.",
+            v(&self.pdp_errors),
+        );
+        metric(
+            "palisade_upstream_errors_total",
+            "Upstream connection failures.",
+            v(&self.upstream_errors),
+        );
         out
     }
 }

@@ -67,9 +67,19 @@ pub fn run(command: &PolicyCommand) -> ExitCode {
             let failed = results.iter().filter(|r| !r.passed).count();
             for r in &results {
                 let mark = if r.passed { "ok  " } else { "FAIL" };
-                println!("{mark} {}:{} {} — {}", cases::CASES_FILE, r.line, r.name, r.detail);
+                println!(
+                    "{mark} {}:{} {} — {}",
+                    cases::CASES_FILE,
+                    r.line,
+                    r.name,
+                    r.detail
+                );
             }
-            println!("{} cases, {} passed, {failed} failed", results.len(), results.len() - failed);
+            println!(
+                "{} cases, {} passed, {failed} failed",
+                results.len(),
+                results.len() - failed
+            );
             if failed == 0 {
                 ExitCode::SUCCESS
             } else {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use palisade_agent::config::{AgentConfig, Limits, ListenConfig, PdpConfig, TargetConfig, UpstreamTls};
+use palisade_agent::config::{
+    AgentConfig, Limits, ListenConfig, PdpConfig, TargetConfig, UpstreamTls,
+};
 use palisade_agent::context::AgentContext;
 
 use crate::postgres::TestPostgres;
@@ -39,7 +41,11 @@ pub async fn seed_example(pg: &TestPostgres) -> anyhow::Result<()> {
 
 /// An agent configuration for `fixture`, the PDP at `pdp_url`, and `pg`
 /// serving the `prod` target with the superuser's credential.
-pub fn agent_config(fixture: &Fixture, pdp_url: &str, pg: &TestPostgres) -> anyhow::Result<AgentConfig> {
+pub fn agent_config(
+    fixture: &Fixture,
+    pdp_url: &str,
+    pg: &TestPostgres,
+) -> anyhow::Result<AgentConfig> {
     let agent = fixture
         .certs
         .agents

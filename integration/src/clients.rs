@@ -66,9 +66,12 @@ pub async fn run_pg_program(
         use tokio::io::AsyncWriteExt;
         input.write_all(stdin.as_bytes()).await?;
     }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(300), child.wait_with_output())
-        .await
-        .context("the client program did not finish within 300 s")??;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        child.wait_with_output(),
+    )
+    .await
+    .context("the client program did not finish within 300 s")??;
     Ok(Output {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -88,7 +88,10 @@ impl Fixture {
         let mut claims = DevClaims::new(sub, AUDIENCE);
         claims.groups = groups.iter().map(|g| (*g).to_owned()).collect();
         claims.extra.insert("repository".into(), "acme/app".into());
-        claims.extra.insert("sha".into(), "4f1d2c0ffee4f1d2c0ffee4f1d2c0ffee4f1d2c0".into());
+        claims.extra.insert(
+            "sha".into(),
+            "4f1d2c0ffee4f1d2c0ffee4f1d2c0ffee4f1d2c0".into(),
+        );
         claims.extra.insert("run_id".into(), "4242".into());
         self.issuer.mint(&claims)
     }
@@ -96,17 +99,26 @@ impl Fixture {
     /// mTLS settings of the first agent's certificate.
     pub fn agent_tls(&self) -> anyhow::Result<ClientTlsConfig> {
         let agent = self.certs.agents.first().context("no agent certificate")?;
-        client_tls(&self.certs.ca.cert, Some((&agent.pdp_client.cert, &agent.pdp_client.key)))
+        client_tls(
+            &self.certs.ca.cert,
+            Some((&agent.pdp_client.cert, &agent.pdp_client.key)),
+        )
     }
 }
 
 /// Client TLS towards the PDP: trust `ca`, present `identity` if given.
-pub fn client_tls(ca: &Path, identity: Option<(&PathBuf, &PathBuf)>) -> anyhow::Result<ClientTlsConfig> {
+pub fn client_tls(
+    ca: &Path,
+    identity: Option<(&PathBuf, &PathBuf)>,
+) -> anyhow::Result<ClientTlsConfig> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
         .domain_name("localhost");
     if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert)?,
+            std::fs::read(key)?,
+        ));
     }
     Ok(tls)
 }
@@ -169,7 +181,10 @@ impl RunningPdp {
     }
 
     /// A policy-status client presenting `tls`.
-    pub async fn policy_client(&self, tls: ClientTlsConfig) -> anyhow::Result<PolicyServiceClient<Channel>> {
+    pub async fn policy_client(
+        &self,
+        tls: ClientTlsConfig,
+    ) -> anyhow::Result<PolicyServiceClient<Channel>> {
         Ok(PolicyServiceClient::new(self.channel(tls).await?))
     }
 
@@ -205,7 +220,10 @@ pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// from the test executable's own path (`target/debug/deps/...`).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("executable without a directory")?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .context("executable without a directory")?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -259,7 +277,12 @@ jwks = {{ jwks_file = "{jwks}" }}
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {} (run `cargo build --bins` first)", binary.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} (run `cargo build --bins` first)",
+                    binary.display()
+                )
+            })?;
         crate::ports::wait_for_port(addr, Duration::from_secs(30)).await?;
         Ok(Self {
             addr,

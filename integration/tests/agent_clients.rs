@@ -1,6 +1,13 @@
 //! Real clients work through the agent unchanged: psql, pgbench,
 //! tokio-postgres and psycopg.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
 use futures::{SinkExt, TryStreamExt, pin_mut};
 use integration::agent::Stack;
 use integration::clients::run_pg_program;
@@ -30,25 +37,42 @@ SELECT 'still here' AS alive;
         csv.display(),
         out_csv.display()
     );
-    let out = run_pg_program(stack.pg.bin_dir(), "psql", &["-X", "-d", &conninfo, "-f", "-"], &script)
-        .await
-        .unwrap();
+    let out = run_pg_program(
+        stack.pg.bin_dir(),
+        "psql",
+        &["-X", "-d", &conninfo, "-f", "-"],
+        &script,
+    )
+    .await
+    .unwrap();
     assert!(out.stdout.contains("100"), "{out:?}");
     assert!(out.stdout.contains("still here"), "{out:?}");
     assert!(out.stdout.contains("COPY 3"), "{out:?}");
-    assert!(out.stdout.contains("Table \"public.orders\""), "\\d must work: {out:?}");
+    assert!(
+        out.stdout.contains("Table \"public.orders\""),
+        "\\d must work: {out:?}"
+    );
     assert!(out.stderr.contains("division by zero"), "{out:?}");
-    assert!(out.stderr.contains("palisade: statement refused"), "{out:?}");
+    assert!(
+        out.stderr.contains("palisade: statement refused"),
+        "{out:?}"
+    );
     assert_eq!(std::fs::read_to_string(&out_csv).unwrap(), "1\n2\n3\n");
     let direct = stack.direct().await.unwrap();
     let copied: i64 = direct
-        .query_one("SELECT count(*) FROM migrations_tmp.backfill WHERE id IN (501, 502, 503)", &[])
+        .query_one(
+            "SELECT count(*) FROM migrations_tmp.backfill WHERE id IN (501, 502, 503)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(copied, 3);
     let rolled_back: i64 = direct
-        .query_one("SELECT count(*) FROM migrations_tmp.backfill WHERE id = 900", &[])
+        .query_one(
+            "SELECT count(*) FROM migrations_tmp.backfill WHERE id = 900",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -62,9 +86,14 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
         .agent
         .libpq_conninfo(&stack.dba_token().unwrap())
         .replace("dbname=prod", "dbname=staging");
-    let init = run_pg_program(stack.pg.bin_dir(), "pgbench", &["-i", "-s", "1", &conninfo], "")
-        .await
-        .unwrap();
+    let init = run_pg_program(
+        stack.pg.bin_dir(),
+        "pgbench",
+        &["-i", "-s", "1", &conninfo],
+        "",
+    )
+    .await
+    .unwrap();
     assert!(init.success, "{init:?}");
     for mode in ["simple", "extended", "prepared"] {
         let run = run_pg_program(
@@ -76,7 +105,11 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
         .await
         .unwrap();
         assert!(run.success, "{mode}: {run:?}");
-        assert!(run.stdout.contains("number of failed transactions: 0"), "{mode}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("number of failed transactions: 0"),
+            "{mode}: {}",
+            run.stdout
+        );
     }
 }
 
@@ -86,7 +119,10 @@ async fn tokio_postgres_prepared_binary_pipelined_copy_and_cancel() {
     let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
 
     // Prepared statements, binary results.
-    let stmt = ci.prepare("SELECT id, total, day FROM orders WHERE id = $1").await.unwrap();
+    let stmt = ci
+        .prepare("SELECT id, total, day FROM orders WHERE id = $1")
+        .await
+        .unwrap();
     for id in 1..=5i32 {
         let row = ci.query_one(&stmt, &[&id]).await.unwrap();
         let got: i32 = row.get(0);
@@ -109,15 +145,26 @@ async fn tokio_postgres_prepared_binary_pipelined_copy_and_cancel() {
         ci.query_one("SELECT 2::int", &[]),
     );
     assert_eq!(a.unwrap().get::<_, i32>(0), 1);
-    assert_eq!(b.unwrap_err().as_db_error().unwrap().code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(
+        b.unwrap_err().as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
     assert_eq!(c.unwrap().get::<_, i32>(0), 2);
 
     // COPY in and out.
-    let sink = ci.copy_in("COPY migrations_tmp.backfill (id) FROM STDIN").await.unwrap();
+    let sink = ci
+        .copy_in("COPY migrations_tmp.backfill (id) FROM STDIN")
+        .await
+        .unwrap();
     pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"7001\n7002\n")).await.unwrap();
+    sink.send(bytes::Bytes::from_static(b"7001\n7002\n"))
+        .await
+        .unwrap();
     assert_eq!(sink.finish().await.unwrap(), 2);
-    let stream = ci.copy_out("COPY (SELECT id FROM orders WHERE id <= 2 ORDER BY id) TO STDOUT").await.unwrap();
+    let stream = ci
+        .copy_out("COPY (SELECT id FROM orders WHERE id <= 2 ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
     assert_eq!(chunks.concat(), b"1\n2\n");
 
@@ -133,7 +180,11 @@ async fn tokio_postgres_prepared_binary_pipelined_copy_and_cancel() {
     };
     let (result, ()) = tokio::join!(slow, cancel);
     let e = result.unwrap_err();
-    assert_eq!(e.as_db_error().unwrap().code(), &SqlState::QUERY_CANCELED, "{e:?}");
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::QUERY_CANCELED,
+        "{e:?}"
+    );
     ci.simple_query("SELECT 1").await.unwrap();
 }
 

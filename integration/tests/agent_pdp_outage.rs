@@ -1,6 +1,13 @@
 //! The agent fails closed when the PDP is down, within a bounded time, and
 //! recovers without clients reconnecting when it comes back.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
 use std::time::Duration;
 
 use integration::agent::{RunningAgent, agent_config, seed_example};
@@ -20,11 +27,17 @@ async fn pdp_down_refuses_clearly_and_recovery_needs_no_reconnect() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let mut pdp = PdpProcess::start(&fixture, addr).await.unwrap();
     let config = agent_config(&fixture, &pdp.url(), &pg).unwrap();
-    let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone()).await.unwrap();
+    let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone())
+        .await
+        .unwrap();
     let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
     let conninfo = agent.conninfo(&token);
-    let ci = integration::clients::connect(&conninfo, &agent.ca).await.unwrap();
-    ci.simple_query("SELECT count(*) FROM orders").await.unwrap();
+    let ci = integration::clients::connect(&conninfo, &agent.ca)
+        .await
+        .unwrap();
+    ci.simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
 
     pdp.kill().await.unwrap();
 
@@ -47,21 +60,40 @@ async fn pdp_down_refuses_clearly_and_recovery_needs_no_reconnect() {
         .expect("no hang")
         .unwrap_err();
     let e = e.downcast_ref::<tokio_postgres::Error>().unwrap();
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some(&SqlState::SYSTEM_ERROR), "{e:?}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(&SqlState::SYSTEM_ERROR),
+        "{e:?}"
+    );
 
     // The PDP comes back (it forgot its sessions): the same client goes on.
     pdp.restart().await.unwrap();
     let mut recovered = false;
     for _ in 0..50 {
-        if ci.simple_query("SELECT id FROM orders WHERE id = 1").await.is_ok() {
+        if ci
+            .simple_query("SELECT id FROM orders WHERE id = 1")
+            .await
+            .is_ok()
+        {
             recovered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(recovered, "the session did not recover after the PDP came back");
+    assert!(
+        recovered,
+        "the session did not recover after the PDP came back"
+    );
     // Policy is still enforced after recovery.
-    let e = ci.simple_query("DELETE FROM orders WHERE id = 1").await.unwrap_err();
-    assert_eq!(e.as_db_error().unwrap().code(), &SqlState::INSUFFICIENT_PRIVILEGE);
-    integration::clients::connect(&conninfo, &agent.ca).await.unwrap();
+    let e = ci
+        .simple_query("DELETE FROM orders WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+    integration::clients::connect(&conninfo, &agent.ca)
+        .await
+        .unwrap();
 }

@@ -1,6 +1,13 @@
 //! A refused statement never reaches the database: checked on the database
 //! itself (rows still there, tables still there, nothing in the server log).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
 use integration::agent::Stack;
 use tokio_postgres::error::SqlState;
 
@@ -24,9 +31,16 @@ async fn refused_statements_never_reach_the_database() {
     let stack = Stack::start().await.unwrap();
     let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
     // Allowed reads work, through the simple and the extended protocol.
-    let rows = ci.simple_query("SELECT count(*) FROM orders").await.unwrap();
+    let rows = ci
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
     assert!(!rows.is_empty());
-    let n: i64 = ci.query_one("SELECT count(*) FROM orders WHERE id > $1", &[&0i32]).await.unwrap().get(0);
+    let n: i64 = ci
+        .query_one("SELECT count(*) FROM orders WHERE id > $1", &[&0i32])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 100);
 
     let refused = [
@@ -46,19 +60,35 @@ async fn refused_statements_never_reach_the_database() {
     ];
     for sql in refused {
         let e = ci.simple_query(sql).await.expect_err(sql);
-        assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {e:?}");
+        assert_eq!(
+            code(&e),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {e:?}"
+        );
         let message = e.as_db_error().unwrap().message().to_owned();
-        assert!(message.starts_with("palisade: statement"), "{sql}: {message}");
+        assert!(
+            message.starts_with("palisade: statement"),
+            "{sql}: {message}"
+        );
         // The connection stays usable.
         ci.simple_query("SELECT 1").await.unwrap();
     }
     // The same through the extended protocol (unnamed and named statements).
-    let e = ci.execute("DELETE FROM orders WHERE id = $1", &[&1i32]).await.unwrap_err();
+    let e = ci
+        .execute("DELETE FROM orders WHERE id = $1", &[&1i32])
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
-    let e = ci.prepare("DELETE FROM orders WHERE id = $1").await.unwrap_err();
+    let e = ci
+        .prepare("DELETE FROM orders WHERE id = $1")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     // SQL-level PREPARE then EXECUTE: the PREPARE is decided as the DELETE.
-    let e = ci.simple_query("PREPARE p AS DELETE FROM orders WHERE id = $1").await.unwrap_err();
+    let e = ci
+        .simple_query("PREPARE p AS DELETE FROM orders WHERE id = $1")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     let e = ci.simple_query("EXECUTE p(1)").await.unwrap_err();
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
@@ -68,13 +98,24 @@ async fn refused_statements_never_reach_the_database() {
     assert_eq!(order_count(&stack).await, 100);
     let direct = stack.direct().await.unwrap();
     let tables: i64 = direct
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'orders'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'orders'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(tables, 1);
     let log = stack.pg.log_contents().unwrap();
-    for needle in ["DELETE FROM orders", "DeLeTe", "pg_read_file", "PROGRAM 'id'", "pg_terminate_backend", "DROP TABLE orders", "SELEKT"] {
+    for needle in [
+        "DELETE FROM orders",
+        "DeLeTe",
+        "pg_read_file",
+        "PROGRAM 'id'",
+        "pg_terminate_backend",
+        "DROP TABLE orders",
+        "SELEKT",
+    ] {
         assert!(!log.contains(needle), "`{needle}` reached the database log");
     }
     // And the allowed statements did reach it.
@@ -86,8 +127,13 @@ async fn a_refusal_in_a_transaction_aborts_it_on_both_sides() {
     let stack = Stack::start().await.unwrap();
     let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
     ci.simple_query("BEGIN").await.unwrap();
-    ci.simple_query("INSERT INTO migrations_tmp.backfill VALUES (1000)").await.unwrap();
-    let e = ci.simple_query("DELETE FROM orders WHERE id = 2").await.unwrap_err();
+    ci.simple_query("INSERT INTO migrations_tmp.backfill VALUES (1000)")
+        .await
+        .unwrap();
+    let e = ci
+        .simple_query("DELETE FROM orders WHERE id = 2")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     // Like after any error: the transaction is aborted until ROLLBACK.
     let e = ci.simple_query("SELECT 1").await.unwrap_err();
@@ -97,11 +143,17 @@ async fn a_refusal_in_a_transaction_aborts_it_on_both_sides() {
         .direct()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM migrations_tmp.backfill WHERE id = 1000", &[])
+        .query_one(
+            "SELECT count(*) FROM migrations_tmp.backfill WHERE id = 1000",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 0, "the insert of the aborted transaction must be rolled back");
+    assert_eq!(
+        n, 0,
+        "the insert of the aborted transaction must be rolled back"
+    );
     ci.simple_query("SELECT 1").await.unwrap();
 }
 
@@ -112,7 +164,11 @@ async fn session_refusals_are_clear() {
     let stranger = stack.fixture.token("intern", &["marketing"]).unwrap();
     let e = stack.connect(&stranger).await.unwrap_err();
     let e = e.downcast_ref::<tokio_postgres::Error>().unwrap();
-    assert_eq!(code(e), Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION), "{e:?}");
+    assert_eq!(
+        code(e),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{e:?}"
+    );
     // A bad token: 28P01.
     let e = stack.connect("not-a-token").await.unwrap_err();
     let e = e.downcast_ref::<tokio_postgres::Error>().unwrap();
@@ -126,10 +182,19 @@ async fn session_refusals_are_clear() {
     let Err(e) = tokio_postgres::connect(&plain, tokio_postgres::NoTls).await else {
         panic!("a token over plaintext was accepted");
     };
-    assert_eq!(code(&e), Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION), "{e:?}");
+    assert_eq!(
+        code(&e),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{e:?}"
+    );
     // An unknown database.
-    let other = stack.agent.conninfo(&stack.ci_token().unwrap()).replace("dbname=prod", "dbname=nope");
-    let e = integration::clients::connect(&other, &stack.agent.ca).await.unwrap_err();
+    let other = stack
+        .agent
+        .conninfo(&stack.ci_token().unwrap())
+        .replace("dbname=prod", "dbname=nope");
+    let e = integration::clients::connect(&other, &stack.agent.ca)
+        .await
+        .unwrap_err();
     let e = e.downcast_ref::<tokio_postgres::Error>().unwrap();
     assert_eq!(code(e), Some(&SqlState::INVALID_CATALOG_NAME), "{e:?}");
 }

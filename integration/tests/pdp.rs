@@ -1,6 +1,13 @@
 //! The PDP over real mutual TLS on loopback: who may connect, what each bad
 //! token is told, the example scenario's decisions, and live policy reloads.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
 use std::time::Duration;
 
 use integration::stack::{Fixture, RunningPdp, client_tls};
@@ -46,7 +53,11 @@ fn refusal_code(outcome: &pb::open_session_response::Outcome) -> pb::RefusalCode
     }
 }
 
-async fn decide(client: &mut DecisionServiceClient<Channel>, session: &str, sql: &str) -> pb::StatementDecision {
+async fn decide(
+    client: &mut DecisionServiceClient<Channel>,
+    session: &str,
+    sql: &str,
+) -> pb::StatementDecision {
     let response = client
         .decide(pb::DecideRequest {
             subject: Some(pb::decide_request::Subject::SessionId(session.to_owned())),
@@ -116,7 +127,10 @@ async fn every_bad_token_gets_its_own_reason() {
     expired.expires_at = Some(past);
     let expired = fx.issuer.mint(&expired).unwrap();
 
-    let wrong_audience = fx.issuer.mint(&DevClaims::new("ci-job", "someone-else")).unwrap();
+    let wrong_audience = fx
+        .issuer
+        .mint(&DevClaims::new("ci-job", "someone-else"))
+        .unwrap();
 
     let mut future = DevClaims::new("ci-job", "palisade");
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
@@ -135,8 +149,7 @@ async fn every_bad_token_gets_its_own_reason() {
     let none_header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
     let unsigned = format!("{none_header}.{}.", parts[1]);
     // A payload changed after signing: the signature no longer matches.
-    let mut payload: serde_json::Value =
-        serde_json::from_slice(&base64_decode(parts[1])).unwrap();
+    let mut payload: serde_json::Value = serde_json::from_slice(&base64_decode(parts[1])).unwrap();
     payload["groups"] = serde_json::json!(["dba"]);
     let tampered = format!(
         "{}.{}.{}",
@@ -147,12 +160,32 @@ async fn every_bad_token_gets_its_own_reason() {
 
     let cases = [
         ("expired", expired, pb::RefusalCode::TokenExpired),
-        ("wrong audience", wrong_audience, pb::RefusalCode::TokenWrongAudience),
-        ("not yet valid", not_yet_valid, pb::RefusalCode::TokenNotYetValid),
-        ("wrong issuer", wrong_issuer, pb::RefusalCode::TokenWrongIssuer),
+        (
+            "wrong audience",
+            wrong_audience,
+            pb::RefusalCode::TokenWrongAudience,
+        ),
+        (
+            "not yet valid",
+            not_yet_valid,
+            pb::RefusalCode::TokenNotYetValid,
+        ),
+        (
+            "wrong issuer",
+            wrong_issuer,
+            pb::RefusalCode::TokenWrongIssuer,
+        ),
         ("alg none", unsigned, pb::RefusalCode::TokenUnsigned),
-        ("bad signature", tampered, pb::RefusalCode::TokenBadSignature),
-        ("garbage", "not-a-token".to_owned(), pb::RefusalCode::TokenMalformed),
+        (
+            "bad signature",
+            tampered,
+            pb::RefusalCode::TokenBadSignature,
+        ),
+        (
+            "garbage",
+            "not-a-token".to_owned(),
+            pb::RefusalCode::TokenMalformed,
+        ),
     ];
     let mut messages = Vec::new();
     for (name, token, expected) in cases {
@@ -160,12 +193,19 @@ async fn every_bad_token_gets_its_own_reason() {
         assert_eq!(refusal_code(&outcome), expected, "{name}");
         if let pb::open_session_response::Outcome::Refused(r) = outcome {
             assert!(!r.message.is_empty(), "{name}");
-            assert!(!r.message.contains(&token), "{name}: the message echoes the token");
+            assert!(
+                !r.message.contains(&token),
+                "{name}: the message echoes the token"
+            );
             messages.push(r.message);
         }
     }
     let distinct: std::collections::BTreeSet<&String> = messages.iter().collect();
-    assert_eq!(distinct.len(), messages.len(), "reasons must differ: {messages:#?}");
+    assert_eq!(
+        distinct.len(),
+        messages.len(),
+        "reasons must differ: {messages:#?}"
+    );
     pdp.stop().await;
 }
 
@@ -177,27 +217,69 @@ async fn the_example_scenario_is_decided_with_policy_ids() {
 
     // A stranger may not connect; the refusal names no session.
     let stranger = fx.token("intern", &["marketing"]).unwrap();
-    assert_eq!(refusal_code(&open(&mut client, &stranger).await), pb::RefusalCode::ConnectDenied);
+    assert_eq!(
+        refusal_code(&open(&mut client, &stranger).await),
+        pb::RefusalCode::ConnectDenied
+    );
 
     let ci = fx.token("ci-job", &["ci-generated-code"]).unwrap();
     let pb::open_session_response::Outcome::Granted(grant) = open(&mut client, &ci).await else {
         panic!("ci must connect");
     };
     assert_eq!(grant.granted_roles, ["palisade_ci_reader"]);
-    assert!(grant.determining_policies.contains(&"connect-ci".to_owned()));
+    assert!(
+        grant
+            .determining_policies
+            .contains(&"connect-ci".to_owned())
+    );
     let principal = grant.principal.unwrap();
-    assert_eq!(principal.claims.get("repository").map(String::as_str), Some("acme/app"));
+    assert_eq!(
+        principal.claims.get("repository").map(String::as_str),
+        Some("acme/app")
+    );
     let session = grant.session_id;
 
     let cases: &[(&str, pb::Effect, &str)] = &[
-        ("SELECT * FROM orders WHERE id = 1", pb::Effect::Allow, "ci-read-production"),
-        ("UPDATE orders SET total = 0 WHERE id = 1", pb::Effect::Deny, "ci-no-writes-outside-sandbox"),
-        ("CREATE TABLE migrations_tmp.t (id int)", pb::Effect::Allow, "ci-sandbox"),
-        ("DELETE FROM migrations_tmp.t", pb::Effect::RequireApproval, "unbounded-write-needs-review"),
-        ("DROP TABLE public.orders", pb::Effect::Deny, "no-drop-production"),
-        ("SELECT pg_read_file('/etc/passwd')", pb::Effect::Deny, "no-dangerous-functions"),
-        ("COPY migrations_tmp.t FROM PROGRAM 'id'", pb::Effect::Deny, "no-copy-program"),
-        ("DO $$ BEGIN NULL; END $$", pb::Effect::Deny, "ci-no-opaque-code"),
+        (
+            "SELECT * FROM orders WHERE id = 1",
+            pb::Effect::Allow,
+            "ci-read-production",
+        ),
+        (
+            "UPDATE orders SET total = 0 WHERE id = 1",
+            pb::Effect::Deny,
+            "ci-no-writes-outside-sandbox",
+        ),
+        (
+            "CREATE TABLE migrations_tmp.t (id int)",
+            pb::Effect::Allow,
+            "ci-sandbox",
+        ),
+        (
+            "DELETE FROM migrations_tmp.t",
+            pb::Effect::RequireApproval,
+            "unbounded-write-needs-review",
+        ),
+        (
+            "DROP TABLE public.orders",
+            pb::Effect::Deny,
+            "no-drop-production",
+        ),
+        (
+            "SELECT pg_read_file('/etc/passwd')",
+            pb::Effect::Deny,
+            "no-dangerous-functions",
+        ),
+        (
+            "COPY migrations_tmp.t FROM PROGRAM 'id'",
+            pb::Effect::Deny,
+            "no-copy-program",
+        ),
+        (
+            "DO $$ BEGIN NULL; END $$",
+            pb::Effect::Deny,
+            "ci-no-opaque-code",
+        ),
     ];
     for (sql, effect, policy) in cases {
         let d = decide(&mut client, &session, sql).await;
@@ -217,8 +299,15 @@ async fn the_example_scenario_is_decided_with_policy_ids() {
     // Reading a table with classified columns comes with masks.
     let d = decide(&mut client, &session, "SELECT * FROM customers").await;
     assert_eq!(d.effect(), pb::Effect::Allow);
-    let masked: Vec<String> = d.masks.iter().map(|m| m.column.as_ref().unwrap().column.clone()).collect();
-    assert!(masked.contains(&"ssn".to_owned()) && masked.contains(&"email".to_owned()), "{masked:?}");
+    let masked: Vec<String> = d
+        .masks
+        .iter()
+        .map(|m| m.column.as_ref().unwrap().column.clone())
+        .collect();
+    assert!(
+        masked.contains(&"ssn".to_owned()) && masked.contains(&"email".to_owned()),
+        "{masked:?}"
+    );
     pdp.stop().await;
 }
 
@@ -234,8 +323,15 @@ async fn policy_edits_apply_without_restart_and_broken_edits_keep_the_old_set() 
     };
     let session = grant.session_id;
     let sql = "SELECT * FROM reporting.daily";
-    assert_eq!(decide(&mut client, &session, sql).await.effect(), pb::Effect::Allow);
-    let v1 = status.get_policy_status(pb::GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        decide(&mut client, &session, sql).await.effect(),
+        pb::Effect::Allow
+    );
+    let v1 = status
+        .get_policy_status(pb::GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
 
     // A good edit: forbid reporting for CI. Picked up while the session lives.
     let extra = fx.policy_dir.join("edit.cedar");
@@ -250,14 +346,27 @@ async fn policy_edits_apply_without_restart_and_broken_edits_keep_the_old_set() 
     })
     .await;
     assert_eq!(d.determining_policies, ["no-reporting"]);
-    let v2 = status.get_policy_status(pb::GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    let v2 = status
+        .get_policy_status(pb::GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(v1.version, v2.version);
     assert!(v2.policy_ids.contains(&"no-reporting".to_owned()));
 
     // A broken edit: the last good set stays, and the status says where.
-    std::fs::write(&extra, "@id(\"no-reporting\")\nforbid(principal, action, resource\n").unwrap();
+    std::fs::write(
+        &extra,
+        "@id(\"no-reporting\")\nforbid(principal, action, resource\n",
+    )
+    .unwrap();
     let rejected = wait_for(|| async {
-        let s = status.clone().get_policy_status(pb::GetPolicyStatusRequest {}).await.unwrap().into_inner();
+        let s = status
+            .clone()
+            .get_policy_status(pb::GetPolicyStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         (!s.rejected_problems.is_empty()).then_some(s)
     })
     .await;
@@ -265,7 +374,10 @@ async fn policy_edits_apply_without_restart_and_broken_edits_keep_the_old_set() 
     let problem = &rejected.rejected_problems[0];
     assert_eq!(problem.file, "edit.cedar");
     assert!(problem.line >= 2, "{problem:?}");
-    assert_eq!(decide(&mut client, &session, sql).await.effect(), pb::Effect::Deny);
+    assert_eq!(
+        decide(&mut client, &session, sql).await.effect(),
+        pb::Effect::Deny
+    );
     pdp.stop().await;
 }
 
@@ -290,5 +402,7 @@ fn base64_url(bytes: &[u8]) -> String {
 
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }

@@ -4,7 +4,10 @@
 //!
 //! `cargo bench -p palisade-pdp --bench decide`
 
-#![expect(clippy::expect_used, reason = "benchmark setup: a failure aborts the run")]
+#![expect(
+    clippy::expect_used,
+    reason = "benchmark setup: a failure aborts the run"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +52,12 @@ fn main() {
     let scope = Scope::new(snapshot, &principal, &facts).expect("scope");
     let attributes: Vec<_> = STATEMENTS
         .iter()
-        .map(|sql| palisade_sql::analyze(sql, &["public"]).expect("parses").remove(0).attributes)
+        .map(|sql| {
+            palisade_sql::analyze(sql, &["public"])
+                .expect("parses")
+                .remove(0)
+                .attributes
+        })
         .collect();
     // Warm up (entity cache of tables, masks).
     for a in &attributes {

@@ -81,10 +81,17 @@ pub struct CaseResult {
 /// Runs every case of `dir/tests.toml` against `snapshot`. Problems with the
 /// file itself (syntax, unknown principal, a case that names neither SQL nor
 /// an action) are errors with file and line.
-pub fn run(dir: &Path, snapshot: &Arc<PolicySnapshot>) -> Result<Vec<CaseResult>, Vec<PolicyProblem>> {
+pub fn run(
+    dir: &Path,
+    snapshot: &Arc<PolicySnapshot>,
+) -> Result<Vec<CaseResult>, Vec<PolicyProblem>> {
     let path = dir.join(CASES_FILE);
-    let source = std::fs::read_to_string(&path)
-        .map_err(|e| vec![PolicyProblem::whole_file(CASES_FILE, format!("cannot read: {e}"))])?;
+    let source = std::fs::read_to_string(&path).map_err(|e| {
+        vec![PolicyProblem::whole_file(
+            CASES_FILE,
+            format!("cannot read: {e}"),
+        )]
+    })?;
     let file: CaseFile = toml::from_str(&source).map_err(|e| {
         vec![PolicyProblem::at_offset(
             CASES_FILE,
@@ -135,7 +142,10 @@ pub fn run(dir: &Path, snapshot: &Arc<PolicySnapshot>) -> Result<Vec<CaseResult>
 }
 
 fn principal(name: &str, spec: &PrincipalSpec) -> Principal {
-    let issuer = spec.issuer.clone().unwrap_or_else(|| TEST_ISSUER.to_owned());
+    let issuer = spec
+        .issuer
+        .clone()
+        .unwrap_or_else(|| TEST_ISSUER.to_owned());
     let subject = spec.subject.clone().unwrap_or_else(|| name.to_owned());
     Principal {
         id: format!("{issuer}|{subject}"),
@@ -154,12 +164,16 @@ fn evaluate(
 ) -> Result<Verdict, String> {
     let facts = SessionFacts {
         target: case.target.clone(),
-        application_name: case.application_name.clone().unwrap_or_else(|| "psql".to_owned()),
+        application_name: case
+            .application_name
+            .clone()
+            .unwrap_or_else(|| "psql".to_owned()),
         client_address: "127.0.0.1:5000".to_owned(),
         database_user: name.to_owned(),
         tls: true,
     };
-    let scope = Scope::new(snapshot.clone(), &principal(name, spec), &facts).map_err(|e| e.to_string())?;
+    let scope =
+        Scope::new(snapshot.clone(), &principal(name, spec), &facts).map_err(|e| e.to_string())?;
     match (case.sql.as_deref(), case.action.as_deref()) {
         (Some(sql), None) => {
             let statements = match palisade_sql::analyze(sql, &["public"]) {
@@ -184,7 +198,10 @@ fn evaluate(
                 Effect::RequireApproval => 1,
                 Effect::Allow => 2,
             });
-            verdicts.into_iter().next().ok_or_else(|| "the SQL holds no statement".to_owned())
+            verdicts
+                .into_iter()
+                .next()
+                .ok_or_else(|| "the SQL holds no statement".to_owned())
         }
         (None, Some("connect")) => Ok(scope.decide_connect()),
         (None, Some("assume_role")) => {
@@ -201,7 +218,9 @@ fn evaluate(
             let column = case.column.as_deref().ok_or("unmask needs `column`")?;
             let parts: Vec<&str> = column.split('.').collect();
             let [schema, table, column] = parts.as_slice() else {
-                return Err(format!("column `{column}` must be written schema.table.column"));
+                return Err(format!(
+                    "column `{column}` must be written schema.table.column"
+                ));
             };
             Ok(scope.decide_unmask(schema, table, column))
         }
@@ -219,7 +238,10 @@ fn judge(case: &Case, line: u32, expect: Effect, verdict: &Verdict) -> CaseResul
         failures.push(format!("expected {expect}, got {}", verdict.effect));
     }
     if let Some(wanted) = &case.policies {
-        let missing: Vec<&String> = wanted.iter().filter(|p| !verdict.policies.contains(p)).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|p| !verdict.policies.contains(p))
+            .collect();
         if !missing.is_empty() {
             failures.push(format!(
                 "expected policies {wanted:?} to determine it, got {:?}",

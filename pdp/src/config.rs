@@ -147,7 +147,10 @@ impl PdpConfig {
             }
         }
         if !self.policy_dir.is_dir() {
-            out.push(format!("policy_dir: no directory at {}", self.policy_dir.display()));
+            out.push(format!(
+                "policy_dir: no directory at {}",
+                self.policy_dir.display()
+            ));
         }
         if self.issuers.is_empty() {
             out.push("issuers: at least one trusted token issuer is required".to_owned());

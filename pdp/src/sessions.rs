@@ -53,7 +53,11 @@ impl Sessions {
     }
 
     /// A scope for a principal on the current policy set (not registered).
-    pub fn scope_for(&self, principal: &Principal, facts: &SessionFacts) -> Result<Arc<Scope>, EngineError> {
+    pub fn scope_for(
+        &self,
+        principal: &Principal,
+        facts: &SessionFacts,
+    ) -> Result<Arc<Scope>, EngineError> {
         Scope::new(self.policies.current(), principal, facts).map(Arc::new)
     }
 

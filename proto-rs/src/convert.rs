@@ -114,7 +114,10 @@ pub fn attributes_to_pb(a: &Attributes) -> pb::StatementAttributes {
                 column: c.column.clone(),
             })
             .collect(),
-        inner_kind: a.inner_kind.map_or(pb::StatementKind::Unspecified, kind_to_pb).into(),
+        inner_kind: a
+            .inner_kind
+            .map_or(pb::StatementKind::Unspecified, kind_to_pb)
+            .into(),
         object_name: a.object_name.clone().unwrap_or_default(),
     }
 }
@@ -139,7 +142,10 @@ pub fn attributes_from_pb(a: pb::StatementAttributes) -> Result<Attributes, Stri
     } = a;
     let kind = kind_from_pb(kind).ok_or("the statement kind is missing or unknown")?;
     let relations = |rs: Vec<pb::Relation>| -> Result<Vec<Relation>, String> {
-        let mut out = rs.into_iter().map(relation_from_pb).collect::<Result<Vec<_>, _>>()?;
+        let mut out = rs
+            .into_iter()
+            .map(relation_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort();
         out.dedup();
         Ok(out)
@@ -168,4 +174,3 @@ pub fn attributes_from_pb(a: pb::StatementAttributes) -> Result<Attributes, Stri
         object_name: (!object_name.is_empty()).then_some(object_name),
     })
 }
-

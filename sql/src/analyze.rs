@@ -53,20 +53,29 @@ fn statement_text<'s>(sql: &'s str, raw: &RawStmt) -> &'s str {
     sql.get(start..end).unwrap_or(sql).trim()
 }
 
-fn statement(node: &NodeEnum, text: &str, path: &SearchPath<'_>) -> Result<Statement, AnalyzeError> {
+fn statement(
+    node: &NodeEnum,
+    text: &str,
+    path: &SearchPath<'_>,
+) -> Result<Statement, AnalyzeError> {
     let class = classify(node);
     let facts = match class.schema_first {
         Some(schema) => walk(node, &path.with_first(schema)),
         None => walk(node, path),
     };
-    let fingerprint = pg_query::fingerprint(text, 0, fingerprint_options()).map_err(per_statement_error)?.hex;
+    let fingerprint = pg_query::fingerprint(text, 0, fingerprint_options())
+        .map_err(per_statement_error)?
+        .hex;
     let normalized = pg_query::normalize(text).map_err(per_statement_error)?;
     Ok(assemble(class, facts, path, text, fingerprint, normalized))
 }
 
 fn per_statement_error(e: pg_query::Error) -> AnalyzeError {
     match e {
-        pg_query::Error::Parse(message) => AnalyzeError::Parse { message, cursor: None },
+        pg_query::Error::Parse(message) => AnalyzeError::Parse {
+            message,
+            cursor: None,
+        },
         _ => AnalyzeError::Internal,
     }
 }
@@ -92,7 +101,9 @@ fn assemble(
     let inner_kind = class.inner_kind.map(|k| raise(k, facts.dml_any));
     let changes_rows = kind.dml_rank().is_some();
     let has_where = match kind {
-        StatementKind::Update | StatementKind::Delete | StatementKind::Merge => !facts.unfiltered_change,
+        StatementKind::Update | StatementKind::Delete | StatementKind::Merge => {
+            !facts.unfiltered_change
+        }
         StatementKind::Insert => false,
         _ => facts.select_where.unwrap_or(false),
     };
@@ -155,10 +166,22 @@ mod tests {
 
     #[test]
     fn raising_keeps_the_more_dangerous_kind() {
-        assert_eq!(raise(StatementKind::Select, Some(StatementKind::Delete)), StatementKind::Delete);
-        assert_eq!(raise(StatementKind::Delete, Some(StatementKind::Insert)), StatementKind::Delete);
-        assert_eq!(raise(StatementKind::Insert, Some(StatementKind::Update)), StatementKind::Update);
-        assert_eq!(raise(StatementKind::Create, Some(StatementKind::Delete)), StatementKind::Delete);
+        assert_eq!(
+            raise(StatementKind::Select, Some(StatementKind::Delete)),
+            StatementKind::Delete
+        );
+        assert_eq!(
+            raise(StatementKind::Delete, Some(StatementKind::Insert)),
+            StatementKind::Delete
+        );
+        assert_eq!(
+            raise(StatementKind::Insert, Some(StatementKind::Update)),
+            StatementKind::Update
+        );
+        assert_eq!(
+            raise(StatementKind::Create, Some(StatementKind::Delete)),
+            StatementKind::Delete
+        );
         assert_eq!(raise(StatementKind::Explain, None), StatementKind::Explain);
     }
 

@@ -251,7 +251,14 @@ mod tests {
 
     #[test]
     fn other_names_are_not_catalog_relations() {
-        for name in ["users", "pg_classes", "pg_", "PG_CLASS", "pg_stat_statements", ""] {
+        for name in [
+            "users",
+            "pg_classes",
+            "pg_",
+            "PG_CLASS",
+            "pg_stat_statements",
+            "",
+        ] {
             assert_eq!(catalog_name(name), CatalogName::No, "{name}");
         }
     }

@@ -200,10 +200,13 @@ fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
             c.object_str(&l.filename);
             c
         }
-        NodeEnum::LockStmt(_) | NodeEnum::PlassignStmt(_) | NodeEnum::ReturnStmt(_) => Class::of(K::Other),
-        NodeEnum::CheckPointStmt(_) | NodeEnum::VacuumStmt(_) | NodeEnum::ClusterStmt(_) | NodeEnum::RefreshMatViewStmt(_) => {
-            Class::of(K::Maintenance)
+        NodeEnum::LockStmt(_) | NodeEnum::PlassignStmt(_) | NodeEnum::ReturnStmt(_) => {
+            Class::of(K::Other)
         }
+        NodeEnum::CheckPointStmt(_)
+        | NodeEnum::VacuumStmt(_)
+        | NodeEnum::ClusterStmt(_)
+        | NodeEnum::RefreshMatViewStmt(_) => Class::of(K::Maintenance),
         NodeEnum::ReindexStmt(r) => {
             let mut c = Class::of(K::Maintenance);
             c.object_str(&r.name);
@@ -501,16 +504,32 @@ mod tests {
 
     fn class_of(sql: &str) -> (StatementKind, Option<StatementKind>, Vec<String>) {
         let parsed = pg_query::parse(sql, 0).unwrap();
-        let node = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap().clone();
+        let node = parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .as_ref()
+            .unwrap()
+            .clone();
         let c = classify(&node);
         (c.kind, c.inner_kind, c.objects)
     }
 
     #[test]
     fn wrappers_take_the_kind_they_run() {
-        assert_eq!(class_of("PREPARE p AS DELETE FROM t").0, StatementKind::Delete);
-        assert_eq!(class_of("EXPLAIN ANALYZE DELETE FROM t").0, StatementKind::Delete);
-        assert_eq!(class_of("EXPLAIN (ANALYZE off) DELETE FROM t").0, StatementKind::Explain);
+        assert_eq!(
+            class_of("PREPARE p AS DELETE FROM t").0,
+            StatementKind::Delete
+        );
+        assert_eq!(
+            class_of("EXPLAIN ANALYZE DELETE FROM t").0,
+            StatementKind::Delete
+        );
+        assert_eq!(
+            class_of("EXPLAIN (ANALYZE off) DELETE FROM t").0,
+            StatementKind::Explain
+        );
         assert_eq!(
             class_of("EXPLAIN DELETE FROM t").1,
             Some(StatementKind::Delete)
@@ -551,8 +570,14 @@ mod tests {
     fn objects_are_named_as_written() {
         assert_eq!(class_of("ALTER ROLE x PASSWORD 'p'").2, ["x"]);
         assert_eq!(class_of("SET ROLE postgres").2, ["postgres"]);
-        assert_eq!(class_of("ALTER SYSTEM SET wal_level = minimal").2, ["system"]);
-        assert_eq!(class_of("CREATE SCHEMA s AUTHORIZATION bob").2, ["s", "bob"]);
+        assert_eq!(
+            class_of("ALTER SYSTEM SET wal_level = minimal").2,
+            ["system"]
+        );
+        assert_eq!(
+            class_of("CREATE SCHEMA s AUTHORIZATION bob").2,
+            ["s", "bob"]
+        );
         assert_eq!(class_of("DROP ROLE a, b").2, ["a", "b"]);
     }
 }

@@ -49,5 +49,9 @@ pub(crate) fn error_cursor(sql: &str) -> Option<usize> {
     };
     // PostgreSQL counts characters from 1; 0 means "no position".
     let chars = usize::try_from(position?).ok()?.checked_sub(1)?;
-    Some(sql.char_indices().nth(chars).map_or(sql.len(), |(at, _)| at))
+    Some(
+        sql.char_indices()
+            .nth(chars)
+            .map_or(sql.len(), |(at, _)| at),
+    )
 }

@@ -145,7 +145,10 @@ impl StatementKind {
     pub const fn is_ddl(&self) -> bool {
         matches!(
             self,
-            StatementKind::Create | StatementKind::Alter | StatementKind::Drop | StatementKind::Truncate
+            StatementKind::Create
+                | StatementKind::Alter
+                | StatementKind::Drop
+                | StatementKind::Truncate
         )
     }
 

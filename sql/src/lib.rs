@@ -41,4 +41,6 @@ mod walk;
 pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use kind::{ParseKindError, StatementKind};
-pub use statement::{Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement, TransactionOp};
+pub use statement::{
+    Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement, TransactionOp,
+};

@@ -37,7 +37,9 @@ pub(crate) fn dotted(nodes: &[Node]) -> Option<String> {
 /// `CURRENT_USER`, `SESSION_USER`, `CURRENT_ROLE` and `PUBLIC`.
 pub(crate) fn role_name(role: &RoleSpec) -> Option<String> {
     let name = match role.roletype() {
-        RoleSpecType::RolespecCstring => return (!role.rolename.is_empty()).then(|| role.rolename.clone()),
+        RoleSpecType::RolespecCstring => {
+            return (!role.rolename.is_empty()).then(|| role.rolename.clone());
+        }
         RoleSpecType::RolespecCurrentRole => "current_role",
         RoleSpecType::RolespecCurrentUser => "current_user",
         RoleSpecType::RolespecSessionUser => "session_user",
@@ -59,7 +61,12 @@ pub(crate) fn object_text(node: &NodeEnum) -> Option<String> {
             if list.items.iter().all(|n| sval(n).is_some()) {
                 dotted(&list.items)
             } else {
-                let parts: Vec<String> = list.items.iter().filter_map(inner).filter_map(object_text).collect();
+                let parts: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(inner)
+                    .filter_map(object_text)
+                    .collect();
                 (!parts.is_empty()).then(|| parts.join(", "))
             }
         }
@@ -149,8 +156,14 @@ mod tests {
     #[test]
     fn regclass_text_folds_like_postgres() {
         assert_eq!(regclass_name("Seq"), Some((None, "seq".into())));
-        assert_eq!(regclass_name("s.\"My\"\"Seq\""), Some((Some("s".into()), "My\"Seq".into())));
-        assert_eq!(regclass_name("db.s.t"), Some((Some("s".into()), "t".into())));
+        assert_eq!(
+            regclass_name("s.\"My\"\"Seq\""),
+            Some((Some("s".into()), "My\"Seq".into()))
+        );
+        assert_eq!(
+            regclass_name("db.s.t"),
+            Some((Some("s".into()), "t".into()))
+        );
         assert_eq!(regclass_name(""), None);
         assert_eq!(regclass_name("a..b"), None);
         assert_eq!(regclass_name("\"open"), None);
@@ -158,7 +171,13 @@ mod tests {
 
     fn first_stmt(sql: &str) -> NodeEnum {
         let parsed = pg_query::parse(sql, 0).unwrap();
-        parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone().unwrap()
+        parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .clone()
+            .unwrap()
     }
 
     #[test]
@@ -175,9 +194,19 @@ mod tests {
         let NodeEnum::GrantRoleStmt(g) = first_stmt("GRANT admin TO CURRENT_USER, PUBLIC") else {
             unreachable!()
         };
-        let names: Vec<_> = g.grantee_roles.iter().filter_map(inner).filter_map(object_text).collect();
+        let names: Vec<_> = g
+            .grantee_roles
+            .iter()
+            .filter_map(inner)
+            .filter_map(object_text)
+            .collect();
         assert_eq!(names, ["current_user", "public"]);
-        let granted: Vec<_> = g.granted_roles.iter().filter_map(inner).filter_map(object_text).collect();
+        let granted: Vec<_> = g
+            .granted_roles
+            .iter()
+            .filter_map(inner)
+            .filter_map(object_text)
+            .collect();
         assert_eq!(granted, ["admin"]);
     }
 

@@ -21,7 +21,9 @@ pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalyzeError> {
         // decode more than 100 nested messages. Lifting that limit would let
         // hostile nesting overflow the caller's stack (an abort, not an
         // error), so deep statements are refused instead.
-        Err(pg_query::Error::Decode(e)) if e.to_string().contains("recursion limit") => Err(AnalyzeError::TooDeep),
+        Err(pg_query::Error::Decode(e)) if e.to_string().contains("recursion limit") => {
+            Err(AnalyzeError::TooDeep)
+        }
         Err(_) => Err(AnalyzeError::Internal),
     }
 }
@@ -70,6 +72,9 @@ mod tests {
 
     #[test]
     fn nul_bytes_are_refused() {
-        assert_eq!(parse("SELECT 1\0; DROP TABLE t"), Err(AnalyzeError::NulByte(8)));
+        assert_eq!(
+            parse("SELECT 1\0; DROP TABLE t"),
+            Err(AnalyzeError::NulByte(8))
+        );
     }
 }

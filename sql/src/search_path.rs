@@ -55,7 +55,13 @@ impl<'a> SearchPath<'a> {
     pub(crate) fn with_first(&self, schema: &'a str) -> SearchPath<'a> {
         let mut schemas = Vec::with_capacity(self.schemas.as_slice().len().saturating_add(1));
         schemas.push(schema);
-        schemas.extend(self.schemas.as_slice().iter().copied().filter(|s| *s != schema));
+        schemas.extend(
+            self.schemas
+                .as_slice()
+                .iter()
+                .copied()
+                .filter(|s| *s != schema),
+        );
         SearchPath {
             catalog_at: schemas.iter().position(|s| *s == PG_CATALOG),
             schemas: Schemas::Owned(schemas),

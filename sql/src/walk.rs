@@ -10,8 +10,8 @@ mod children;
 mod scope;
 
 use pg_query::protobuf::{
-    FuncCall, InsertStmt, MergeStmt, Node, OnConflictAction, RangeVar, SelectStmt, SetOperation, UpdateStmt, DeleteStmt,
-    WithClause, ColumnRef as PgColumnRef,
+    ColumnRef as PgColumnRef, DeleteStmt, FuncCall, InsertStmt, MergeStmt, Node, OnConflictAction,
+    RangeVar, SelectStmt, SetOperation, UpdateStmt, WithClause,
 };
 use pg_query::{NodeEnum, NodeRef};
 
@@ -241,19 +241,33 @@ impl<'t> Walker<'t, '_> {
     }
 
     fn update(&mut self, s: &'t UpdateStmt, ctx: Ctx) -> Ctx {
-        let scope = self.target_scope(ctx, s.with_clause.as_ref(), s.relation.as_ref(), &s.from_clause);
+        let scope = self.target_scope(
+            ctx,
+            s.with_clause.as_ref(),
+            s.relation.as_ref(),
+            &s.from_clause,
+        );
         self.dml(StatementKind::Update, s.where_clause.is_some(), ctx);
         Ctx { scope, ..ctx }
     }
 
     fn delete(&mut self, s: &'t DeleteStmt, ctx: Ctx) -> Ctx {
-        let scope = self.target_scope(ctx, s.with_clause.as_ref(), s.relation.as_ref(), &s.using_clause);
+        let scope = self.target_scope(
+            ctx,
+            s.with_clause.as_ref(),
+            s.relation.as_ref(),
+            &s.using_clause,
+        );
         self.dml(StatementKind::Delete, s.where_clause.is_some(), ctx);
         Ctx { scope, ..ctx }
     }
 
     fn merge(&mut self, s: &'t MergeStmt, ctx: Ctx) -> Ctx {
-        let source = s.source_relation.as_deref().map(std::slice::from_ref).unwrap_or(&[]);
+        let source = s
+            .source_relation
+            .as_deref()
+            .map(std::slice::from_ref)
+            .unwrap_or(&[]);
         let scope = self.target_scope(ctx, s.with_clause.as_ref(), s.relation.as_ref(), source);
         // MERGE always has its ON condition.
         self.dml(StatementKind::Merge, true, ctx);
@@ -310,11 +324,12 @@ impl<'t> Walker<'t, '_> {
         while let Some(item) = work.pop() {
             match inner(item) {
                 Some(NodeEnum::RangeVar(r)) => {
-                    let relations = if r.schemaname.is_empty() && self.scopes.is_cte(scope, &r.relname) {
-                        Vec::new()
-                    } else {
-                        self.resolve(r)
-                    };
+                    let relations =
+                        if r.schemaname.is_empty() && self.scopes.is_cte(scope, &r.relname) {
+                            Vec::new()
+                        } else {
+                            self.resolve(r)
+                        };
                     self.scopes.bind(scope, range_var_name(r), relations);
                 }
                 Some(NodeEnum::JoinExpr(j)) => {
@@ -335,7 +350,11 @@ impl<'t> Walker<'t, '_> {
     }
 
     fn bind_unnamed(&mut self, scope: ScopeId, alias: Option<&'t pg_query::protobuf::Alias>) {
-        self.scopes.bind(scope, alias.map_or("", |a| a.aliasname.as_str()), Vec::new());
+        self.scopes.bind(
+            scope,
+            alias.map_or("", |a| a.aliasname.as_str()),
+            Vec::new(),
+        );
     }
 
     /// The candidate relations a range variable names.
@@ -346,7 +365,10 @@ impl<'t> Walker<'t, '_> {
         if r.relpersistence == "t" {
             return vec![Relation::new(PG_TEMP, &r.relname)];
         }
-        self.path.candidates(&r.relname).map(|schema| Relation::new(schema, &r.relname)).collect()
+        self.path
+            .candidates(&r.relname)
+            .map(|schema| Relation::new(schema, &r.relname))
+            .collect()
     }
 
     fn range_var(&mut self, r: &RangeVar, ctx: Ctx) {
@@ -411,10 +433,17 @@ impl<'t> Walker<'t, '_> {
         };
         let write = match name.to_ascii_lowercase().as_str() {
             "nextval" | "setval" => true,
-            "currval" | "table_to_xml" | "table_to_xmlschema" | "table_to_xml_and_xmlschema" => false,
+            "currval" | "table_to_xml" | "table_to_xmlschema" | "table_to_xml_and_xmlschema" => {
+                false
+            }
             _ => return,
         };
-        let Some((schema, relname)) = f.args.first().and_then(string_argument).and_then(regclass_name) else {
+        let Some((schema, relname)) = f
+            .args
+            .first()
+            .and_then(string_argument)
+            .and_then(regclass_name)
+        else {
             return;
         };
         let relations: Vec<Relation> = match schema {
@@ -440,7 +469,9 @@ impl<'t> Walker<'t, '_> {
         };
         let name = name.to_lowercase();
         if let Some(schema) = parts.next() {
-            self.facts.functions.push(format!("{}.{name}", schema.to_lowercase()));
+            self.facts
+                .functions
+                .push(format!("{}.{name}", schema.to_lowercase()));
         }
         self.facts.functions.push(name);
     }
@@ -542,19 +573,29 @@ const AGGREGATES: &[&str] = &[
 /// Whether a call aggregates: a known aggregate, or aggregate syntax
 /// (`DISTINCT`, `ORDER BY`, `FILTER`, `WITHIN GROUP`, `OVER`, `*`).
 fn is_aggregate(f: &FuncCall) -> bool {
-    if f.agg_star || f.agg_distinct || f.agg_within_group || f.over.is_some() || f.agg_filter.is_some() || !f.agg_order.is_empty() {
+    if f.agg_star
+        || f.agg_distinct
+        || f.agg_within_group
+        || f.over.is_some()
+        || f.agg_filter.is_some()
+        || !f.agg_order.is_empty()
+    {
         return true;
     }
-    f.funcname
-        .last()
-        .and_then(sval)
-        .is_some_and(|name| AGGREGATES.binary_search(&name.to_lowercase().as_str()).is_ok())
+    f.funcname.last().and_then(sval).is_some_and(|name| {
+        AGGREGATES
+            .binary_search(&name.to_lowercase().as_str())
+            .is_ok()
+    })
 }
 
 /// The context of `parent`'s child in `field`, given the context `here`
 /// that `parent` set up for its children and `outer`, the one it was in.
 fn child_ctx(parent: NodeRef<'_>, field: Field, here: Ctx, outer: Ctx) -> Ctx {
-    let mut c = Ctx { primary: false, ..here };
+    let mut c = Ctx {
+        primary: false,
+        ..here
+    };
     match parent {
         NodeRef::SelectStmt(_) => {
             c.write = field == Field::IntoClause;
@@ -571,7 +612,10 @@ fn child_ctx(parent: NodeRef<'_>, field: Field, here: Ctx, outer: Ctx) -> Ctx {
                 _ => {}
             }
         }
-        NodeRef::InsertStmt(_) | NodeRef::UpdateStmt(_) | NodeRef::DeleteStmt(_) | NodeRef::MergeStmt(_) => {
+        NodeRef::InsertStmt(_)
+        | NodeRef::UpdateStmt(_)
+        | NodeRef::DeleteStmt(_)
+        | NodeRef::MergeStmt(_) => {
             c.write = field == Field::Relation;
             c.lock = false;
             match field {
@@ -605,7 +649,9 @@ fn child_ctx(parent: NodeRef<'_>, field: Field, here: Ctx, outer: Ctx) -> Ctx {
                 c.filter = true;
             }
         }
-        NodeRef::JsonArrayAgg(_) | NodeRef::JsonObjectAgg(_) | NodeRef::JsonAggConstructor(_) => c.filter = true,
+        NodeRef::JsonArrayAgg(_) | NodeRef::JsonObjectAgg(_) | NodeRef::JsonAggConstructor(_) => {
+            c.filter = true
+        }
         NodeRef::CopyStmt(s) => match field {
             Field::Relation => c.write = s.is_from,
             Field::Query => {
@@ -672,7 +718,10 @@ mod tests {
 
     #[test]
     fn the_most_dangerous_change_wins() {
-        assert_eq!(more_dangerous(None, StatementKind::Insert), StatementKind::Insert);
+        assert_eq!(
+            more_dangerous(None, StatementKind::Insert),
+            StatementKind::Insert
+        );
         assert_eq!(
             more_dangerous(Some(StatementKind::Delete), StatementKind::Update),
             StatementKind::Delete

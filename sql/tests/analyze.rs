@@ -1,8 +1,8 @@
 //! Request → expected-attributes cases for `palisade_sql::analyze`.
 
 use palisade_sql::{
-    AnalyzeError, Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement, StatementKind, TransactionOp,
-    analyze,
+    AnalyzeError, Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement,
+    StatementKind, TransactionOp, analyze,
 };
 
 use StatementKind as K;
@@ -31,74 +31,289 @@ fn column(relation: Option<(&str, &str)>, column: &str) -> ColumnRef {
 /// `(sql, kind, reads, writes)` with the default search path (`public`).
 const RELATION_CASES: &[(&str, StatementKind, &[&str], &[&str])] = &[
     ("SELECT * FROM users", K::Select, &["public.users"], &[]),
-    ("SELECT * FROM app.users u JOIN app.orders o ON o.uid = u.id", K::Select, &["app.orders", "app.users"], &[]),
-    ("SELECT * FROM t WHERE id IN (SELECT tid FROM u WHERE EXISTS (SELECT 1 FROM w))", K::Select, &["public.t", "public.u", "public.w"], &[]),
-    ("SELECT (SELECT max(x) FROM s) FROM t, LATERAL (SELECT * FROM l WHERE l.id = t.id) q", K::Select, &["public.l", "public.s", "public.t"], &[]),
-    ("INSERT INTO t SELECT * FROM s", K::Insert, &["public.s"], &["public.t"]),
-    ("INSERT INTO t (a) VALUES ((SELECT x FROM secret))", K::Insert, &["public.secret"], &["public.t"]),
-    ("INSERT INTO t DEFAULT VALUES RETURNING (SELECT secret FROM s)", K::Insert, &["public.s"], &["public.t"]),
-    ("UPDATE t SET a = b.x FROM b WHERE t.id = b.id", K::Update, &["public.b"], &["public.t"]),
-    ("DELETE FROM t USING u WHERE t.id = u.id", K::Delete, &["public.u"], &["public.t"]),
-    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", K::Merge, &["public.s"], &["public.t"]),
-    ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", K::Delete, &[], &["public.t"]),
-    ("WITH d AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM d", K::Delete, &[], &["public.a", "public.b"]),
-    ("WITH u AS (UPDATE a SET x = 1 WHERE y RETURNING *) SELECT * FROM u, b", K::Update, &["public.b"], &["public.a"]),
-    ("SELECT * FROM t FOR UPDATE", K::Select, &["public.t"], &["public.t"]),
-    ("SELECT * FROM t a JOIN u b ON a.id = b.id FOR UPDATE OF b", K::Select, &["public.t", "public.u"], &["public.u"]),
-    ("SELECT * FROM (SELECT * FROM t) sub FOR SHARE", K::Select, &["public.t"], &["public.t"]),
-    ("CREATE TABLE n AS SELECT * FROM t", K::Create, &["public.t"], &["public.n"]),
-    ("SELECT * INTO n FROM t", K::Create, &["public.t"], &["public.n"]),
-    ("CREATE MATERIALIZED VIEW mv AS SELECT * FROM t", K::Create, &["public.t"], &["public.mv"]),
-    ("CREATE VIEW v AS SELECT * FROM t", K::Create, &["public.t"], &["public.v"]),
+    (
+        "SELECT * FROM app.users u JOIN app.orders o ON o.uid = u.id",
+        K::Select,
+        &["app.orders", "app.users"],
+        &[],
+    ),
+    (
+        "SELECT * FROM t WHERE id IN (SELECT tid FROM u WHERE EXISTS (SELECT 1 FROM w))",
+        K::Select,
+        &["public.t", "public.u", "public.w"],
+        &[],
+    ),
+    (
+        "SELECT (SELECT max(x) FROM s) FROM t, LATERAL (SELECT * FROM l WHERE l.id = t.id) q",
+        K::Select,
+        &["public.l", "public.s", "public.t"],
+        &[],
+    ),
+    (
+        "INSERT INTO t SELECT * FROM s",
+        K::Insert,
+        &["public.s"],
+        &["public.t"],
+    ),
+    (
+        "INSERT INTO t (a) VALUES ((SELECT x FROM secret))",
+        K::Insert,
+        &["public.secret"],
+        &["public.t"],
+    ),
+    (
+        "INSERT INTO t DEFAULT VALUES RETURNING (SELECT secret FROM s)",
+        K::Insert,
+        &["public.s"],
+        &["public.t"],
+    ),
+    (
+        "UPDATE t SET a = b.x FROM b WHERE t.id = b.id",
+        K::Update,
+        &["public.b"],
+        &["public.t"],
+    ),
+    (
+        "DELETE FROM t USING u WHERE t.id = u.id",
+        K::Delete,
+        &["public.u"],
+        &["public.t"],
+    ),
+    (
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        K::Merge,
+        &["public.s"],
+        &["public.t"],
+    ),
+    (
+        "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+        K::Delete,
+        &[],
+        &["public.t"],
+    ),
+    (
+        "WITH d AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM d",
+        K::Delete,
+        &[],
+        &["public.a", "public.b"],
+    ),
+    (
+        "WITH u AS (UPDATE a SET x = 1 WHERE y RETURNING *) SELECT * FROM u, b",
+        K::Update,
+        &["public.b"],
+        &["public.a"],
+    ),
+    (
+        "SELECT * FROM t FOR UPDATE",
+        K::Select,
+        &["public.t"],
+        &["public.t"],
+    ),
+    (
+        "SELECT * FROM t a JOIN u b ON a.id = b.id FOR UPDATE OF b",
+        K::Select,
+        &["public.t", "public.u"],
+        &["public.u"],
+    ),
+    (
+        "SELECT * FROM (SELECT * FROM t) sub FOR SHARE",
+        K::Select,
+        &["public.t"],
+        &["public.t"],
+    ),
+    (
+        "CREATE TABLE n AS SELECT * FROM t",
+        K::Create,
+        &["public.t"],
+        &["public.n"],
+    ),
+    (
+        "SELECT * INTO n FROM t",
+        K::Create,
+        &["public.t"],
+        &["public.n"],
+    ),
+    (
+        "CREATE MATERIALIZED VIEW mv AS SELECT * FROM t",
+        K::Create,
+        &["public.t"],
+        &["public.mv"],
+    ),
+    (
+        "CREATE VIEW v AS SELECT * FROM t",
+        K::Create,
+        &["public.t"],
+        &["public.v"],
+    ),
     ("COPY t FROM STDIN", K::CopyFrom, &[], &["public.t"]),
     ("COPY t TO STDOUT", K::CopyTo, &["public.t"], &[]),
-    ("COPY (SELECT a FROM t) TO STDOUT", K::CopyTo, &["public.t"], &[]),
-    ("COPY (DELETE FROM t RETURNING *) TO STDOUT", K::Delete, &[], &["public.t"]),
+    (
+        "COPY (SELECT a FROM t) TO STDOUT",
+        K::CopyTo,
+        &["public.t"],
+        &[],
+    ),
+    (
+        "COPY (DELETE FROM t RETURNING *) TO STDOUT",
+        K::Delete,
+        &[],
+        &["public.t"],
+    ),
     ("TRUNCATE a, b", K::Truncate, &[], &["public.a", "public.b"]),
     ("DROP TABLE a, s.b", K::Drop, &[], &["public.a", "s.b"]),
     ("DROP VIEW IF EXISTS v CASCADE", K::Drop, &[], &["public.v"]),
     ("DROP INDEX CONCURRENTLY idx", K::Drop, &[], &["public.idx"]),
-    ("ALTER TABLE t ADD COLUMN c int", K::Alter, &[], &["public.t"]),
-    ("ALTER TABLE t RENAME TO u", K::Alter, &[], &["public.t", "public.u"]),
-    ("ALTER TABLE t SET SCHEMA archive", K::Alter, &[], &["archive.t", "public.t"]),
-    ("ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)", K::Alter, &[], &["public.p", "public.t"]),
-    ("CREATE TABLE c (LIKE p INCLUDING ALL)", K::Create, &["public.p"], &["public.c"]),
-    ("CREATE TABLE c (id int REFERENCES p (id))", K::Create, &[], &["public.c", "public.p"]),
-    ("CREATE TEMP TABLE tt (a int)", K::Create, &[], &["pg_temp.tt"]),
+    (
+        "ALTER TABLE t ADD COLUMN c int",
+        K::Alter,
+        &[],
+        &["public.t"],
+    ),
+    (
+        "ALTER TABLE t RENAME TO u",
+        K::Alter,
+        &[],
+        &["public.t", "public.u"],
+    ),
+    (
+        "ALTER TABLE t SET SCHEMA archive",
+        K::Alter,
+        &[],
+        &["archive.t", "public.t"],
+    ),
+    (
+        "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)",
+        K::Alter,
+        &[],
+        &["public.p", "public.t"],
+    ),
+    (
+        "CREATE TABLE c (LIKE p INCLUDING ALL)",
+        K::Create,
+        &["public.p"],
+        &["public.c"],
+    ),
+    (
+        "CREATE TABLE c (id int REFERENCES p (id))",
+        K::Create,
+        &[],
+        &["public.c", "public.p"],
+    ),
+    (
+        "CREATE TEMP TABLE tt (a int)",
+        K::Create,
+        &[],
+        &["pg_temp.tt"],
+    ),
     ("CREATE INDEX ON t (a)", K::Create, &[], &["public.t"]),
-    ("CREATE INDEX CONCURRENTLY i ON s.t (a) WHERE b > 0", K::Create, &[], &["s.t"]),
-    ("CREATE TRIGGER trg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION audit()", K::Create, &[], &["public.t"]),
-    ("CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u", K::Create, &[], &["public.t", "public.u"]),
+    (
+        "CREATE INDEX CONCURRENTLY i ON s.t (a) WHERE b > 0",
+        K::Create,
+        &[],
+        &["s.t"],
+    ),
+    (
+        "CREATE TRIGGER trg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION audit()",
+        K::Create,
+        &[],
+        &["public.t"],
+    ),
+    (
+        "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
+        K::Create,
+        &[],
+        &["public.t", "public.u"],
+    ),
     ("COMMENT ON TABLE t IS 'x'", K::Alter, &[], &["public.t"]),
     ("COMMENT ON COLUMN s.t.c IS 'x'", K::Alter, &[], &["s.t"]),
-    ("SECURITY LABEL ON TABLE t IS 'x'", K::Alter, &[], &["public.t"]),
-    ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", K::Other, &[], &["public.t"]),
+    (
+        "SECURITY LABEL ON TABLE t IS 'x'",
+        K::Alter,
+        &[],
+        &["public.t"],
+    ),
+    (
+        "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+        K::Other,
+        &[],
+        &["public.t"],
+    ),
     ("VACUUM ANALYZE t", K::Maintenance, &[], &["public.t"]),
     ("ANALYZE t", K::Maintenance, &[], &["public.t"]),
     ("CLUSTER t", K::Maintenance, &[], &["public.t"]),
     ("REINDEX TABLE t", K::Maintenance, &[], &["public.t"]),
-    ("REFRESH MATERIALIZED VIEW mv", K::Maintenance, &[], &["public.mv"]),
+    (
+        "REFRESH MATERIALIZED VIEW mv",
+        K::Maintenance,
+        &[],
+        &["public.mv"],
+    ),
     ("CHECKPOINT", K::Maintenance, &[], &[]),
     ("GRANT SELECT ON t TO bob", K::Grant, &[], &["public.t"]),
-    ("EXPLAIN ANALYZE DELETE FROM t", K::Delete, &[], &["public.t"]),
-    ("EXPLAIN (ANALYZE, FORMAT JSON) UPDATE t SET a = 1", K::Update, &[], &["public.t"]),
+    (
+        "EXPLAIN ANALYZE DELETE FROM t",
+        K::Delete,
+        &[],
+        &["public.t"],
+    ),
+    (
+        "EXPLAIN (ANALYZE, FORMAT JSON) UPDATE t SET a = 1",
+        K::Update,
+        &[],
+        &["public.t"],
+    ),
     ("EXPLAIN DELETE FROM t", K::Explain, &["public.t"], &[]),
-    ("EXPLAIN (ANALYZE off) DELETE FROM t", K::Explain, &["public.t"], &[]),
+    (
+        "EXPLAIN (ANALYZE off) DELETE FROM t",
+        K::Explain,
+        &["public.t"],
+        &[],
+    ),
     ("EXPLAIN SELECT * FROM t", K::Explain, &["public.t"], &[]),
     ("PREPARE x AS DELETE FROM t", K::Delete, &[], &["public.t"]),
-    ("PREPARE q (int) AS SELECT * FROM t WHERE id = $1", K::Select, &["public.t"], &[]),
-    ("DECLARE c CURSOR FOR SELECT * FROM t", K::Cursor, &["public.t"], &[]),
+    (
+        "PREPARE q (int) AS SELECT * FROM t WHERE id = $1",
+        K::Select,
+        &["public.t"],
+        &[],
+    ),
+    (
+        "DECLARE c CURSOR FOR SELECT * FROM t",
+        K::Cursor,
+        &["public.t"],
+        &[],
+    ),
     ("FETCH 10 FROM c", K::Cursor, &[], &[]),
     ("MOVE NEXT IN c", K::Cursor, &[], &[]),
     ("CLOSE c", K::Cursor, &[], &[]),
-    ("SELECT * FROM t TABLESAMPLE bernoulli (10)", K::Select, &["public.t"], &[]),
-    ("SELECT setval('orders_id_seq', 1)", K::Select, &[], &["public.orders_id_seq"]),
-    ("SELECT nextval('s.\"Seq\"'::regclass)", K::Select, &[], &["s.Seq"]),
+    (
+        "SELECT * FROM t TABLESAMPLE bernoulli (10)",
+        K::Select,
+        &["public.t"],
+        &[],
+    ),
+    (
+        "SELECT setval('orders_id_seq', 1)",
+        K::Select,
+        &[],
+        &["public.orders_id_seq"],
+    ),
+    (
+        "SELECT nextval('s.\"Seq\"'::regclass)",
+        K::Select,
+        &[],
+        &["s.Seq"],
+    ),
     ("SELECT currval('seq')", K::Select, &["public.seq"], &[]),
     ("VALUES (1), (2)", K::Select, &[], &[]),
     ("TABLE t", K::Select, &["public.t"], &[]),
     ("DO $$ BEGIN DELETE FROM t; END $$", K::Do, &[], &[]),
-    ("CALL proc((SELECT max(a) FROM t))", K::Call, &["public.t"], &[]),
+    (
+        "CALL proc((SELECT max(a) FROM t))",
+        K::Call,
+        &["public.t"],
+        &[],
+    ),
 ];
 
 #[test]
@@ -152,7 +367,10 @@ const KIND_CASES: &[(&str, StatementKind)] = &[
     ("LOAD 'auto_explain'", K::Other),
     ("CREATE EXTENSION dblink", K::Create),
     ("CREATE SCHEMA s", K::Create),
-    ("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql", K::Create),
+    (
+        "CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
+        K::Create,
+    ),
     ("CREATE DATABASE d", K::Create),
     ("IMPORT FOREIGN SCHEMA r FROM SERVER srv INTO l", K::Create),
     ("ALTER SYSTEM SET shared_preload_libraries = 'x'", K::Alter),
@@ -187,7 +405,13 @@ fn ddl_kinds_are_ddl() {
     ] {
         assert!(one(sql).is_ddl, "{sql}");
     }
-    for sql in ["SELECT 1", "DELETE FROM t", "GRANT SELECT ON t TO x", "SET ROLE x", "VACUUM t"] {
+    for sql in [
+        "SELECT 1",
+        "DELETE FROM t",
+        "GRANT SELECT ON t TO x",
+        "SET ROLE x",
+        "VACUUM t",
+    ] {
         assert!(!one(sql).is_ddl, "{sql}");
     }
 }
@@ -219,10 +443,15 @@ fn a_delete_hidden_in_a_cte_makes_a_delete() {
     let a = one("WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *) SELECT * FROM x LIMIT 1");
     assert_eq!(a.kind, K::Delete);
     assert!(a.has_where);
-    assert!(!a.has_limit, "a limit on the outer query bounds no deletion");
+    assert!(
+        !a.has_limit,
+        "a limit on the outer query bounds no deletion"
+    );
 
     // Every changing part must be filtered for has_where to hold.
-    let a = one("WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *), y AS (UPDATE u SET a = 1 RETURNING *) SELECT 1");
+    let a = one(
+        "WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *), y AS (UPDATE u SET a = 1 RETURNING *) SELECT 1",
+    );
     assert_eq!(a.kind, K::Delete);
     assert!(!a.has_where);
     assert_eq!(names(&a.writes), ["public.t", "public.u"]);
@@ -237,12 +466,17 @@ fn upserts_are_updates() {
     let a = one("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = excluded.a");
     assert_eq!(a.kind, K::Update);
     assert!(a.has_where);
-    assert_eq!(one("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING").kind, K::Insert);
+    assert_eq!(
+        one("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING").kind,
+        K::Insert
+    );
 }
 
 #[test]
 fn with_recursive_names_are_not_relations() {
-    let a = one("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) SELECT * FROM r");
+    let a = one(
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) SELECT * FROM r",
+    );
     assert_eq!(a.kind, K::Select);
     assert!(a.reads.is_empty());
     let a = one(
@@ -254,18 +488,31 @@ fn with_recursive_names_are_not_relations() {
 
 #[test]
 fn a_cte_shadows_a_table_only_after_it_is_defined() {
-    assert!(one("WITH users AS (SELECT 1 AS id) SELECT * FROM users").reads.is_empty());
+    assert!(
+        one("WITH users AS (SELECT 1 AS id) SELECT * FROM users")
+            .reads
+            .is_empty()
+    );
     // Inside its own non-recursive body, the name is the real table.
     assert_eq!(
         names(&one("WITH users AS (SELECT * FROM users WHERE active) SELECT * FROM users").reads),
         ["public.users"]
     );
     // A CTE cannot see the ones defined after it.
-    assert_eq!(names(&one("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b").reads), ["public.b"]);
+    assert_eq!(
+        names(&one("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b").reads),
+        ["public.b"]
+    );
     // A qualified name is never a CTE.
-    assert_eq!(names(&one("WITH t AS (SELECT 1) SELECT * FROM public.t").reads), ["public.t"]);
+    assert_eq!(
+        names(&one("WITH t AS (SELECT 1) SELECT * FROM public.t").reads),
+        ["public.t"]
+    );
     // A DML target is never a CTE.
-    assert_eq!(names(&one("WITH t AS (SELECT 1) DELETE FROM t").writes), ["public.t"]);
+    assert_eq!(
+        names(&one("WITH t AS (SELECT 1) DELETE FROM t").writes),
+        ["public.t"]
+    );
     // A CTE of a subquery is not visible outside it.
     assert_eq!(
         names(&one("SELECT * FROM (WITH t AS (SELECT 1) SELECT * FROM t) s, t").reads),
@@ -295,10 +542,23 @@ fn unqualified_names_resolve_to_every_schema_of_the_search_path() {
 
 #[test]
 fn catalog_relations_resolve_to_pg_catalog() {
-    let a = one_in("SELECT * FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace", &["a", "b"]).attributes;
-    assert_eq!(names(&a.reads), ["pg_catalog.pg_class", "pg_catalog.pg_namespace"]);
-    assert_eq!(names(&one("SELECT * FROM pg_stat_activity").reads), ["pg_catalog.pg_stat_activity"]);
-    assert_eq!(names(&one("SELECT * FROM pg_roles, pg_settings").reads), ["pg_catalog.pg_roles", "pg_catalog.pg_settings"]);
+    let a = one_in(
+        "SELECT * FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
+        &["a", "b"],
+    )
+    .attributes;
+    assert_eq!(
+        names(&a.reads),
+        ["pg_catalog.pg_class", "pg_catalog.pg_namespace"]
+    );
+    assert_eq!(
+        names(&one("SELECT * FROM pg_stat_activity").reads),
+        ["pg_catalog.pg_stat_activity"]
+    );
+    assert_eq!(
+        names(&one("SELECT * FROM pg_roles, pg_settings").reads),
+        ["pg_catalog.pg_roles", "pg_catalog.pg_settings"]
+    );
     // Explicitly after another schema, pg_catalog can be shadowed.
     let a = one_in("SELECT * FROM pg_class", &["a", "pg_catalog"]).attributes;
     assert_eq!(names(&a.reads), ["a.pg_class", "pg_catalog.pg_class"]);
@@ -307,26 +567,53 @@ fn catalog_relations_resolve_to_pg_catalog() {
 #[test]
 fn functions_are_reported_bare_and_qualified() {
     let a = one("SELECT pg_catalog.pg_read_file('/etc/passwd'), lower(name) FROM pg_class");
-    assert_eq!(a.functions, ["lower", "pg_catalog.pg_read_file", "pg_read_file"]);
-    assert_eq!(one("SELECT pg_read_file('/etc/passwd')").functions, ["pg_read_file"]);
+    assert_eq!(
+        a.functions,
+        ["lower", "pg_catalog.pg_read_file", "pg_read_file"]
+    );
+    assert_eq!(
+        one("SELECT pg_read_file('/etc/passwd')").functions,
+        ["pg_read_file"]
+    );
     let a = one("SELECT * FROM dblink_exec('host=x', 'DROP TABLE y')");
     assert_eq!(a.kind, K::Select);
     assert_eq!(a.functions, ["dblink_exec"]);
-    assert_eq!(one("SELECT lo_import('/etc/passwd')").functions, ["lo_import"]);
+    assert_eq!(
+        one("SELECT lo_import('/etc/passwd')").functions,
+        ["lo_import"]
+    );
     assert_eq!(
         one("SELECT pg_terminate_backend(pid) FROM pg_stat_activity").functions,
         ["pg_terminate_backend"]
     );
     assert_eq!(one("SELECT * FROM pg_ls_dir('.')").functions, ["pg_ls_dir"]);
-    assert_eq!(one("SELECT PUBLIC.My_Func(), \"Quoted\"()").functions, ["my_func", "public.my_func", "quoted"]);
+    assert_eq!(
+        one("SELECT PUBLIC.My_Func(), \"Quoted\"()").functions,
+        ["my_func", "public.my_func", "quoted"]
+    );
     assert_eq!(one("CALL s.proc(1)").functions, ["proc", "s.proc"]);
     // Everywhere: WHERE, defaults, aggregates, window functions, nested.
     assert_eq!(one("SELECT 1 FROM t WHERE a = md5(b)").functions, ["md5"]);
-    assert_eq!(one("CREATE TABLE t (a timestamptz DEFAULT now())").functions, ["now"]);
-    assert_eq!(one("SELECT sum(a) OVER (ORDER BY b) FROM t").functions, ["sum"]);
-    assert_eq!(one("SELECT * FROM t WHERE x IN (SELECT upper(y) FROM u)").functions, ["upper"]);
-    assert_eq!(one("UPDATE t SET a = gen_random_uuid()").functions, ["gen_random_uuid"]);
-    assert_eq!(one("EXECUTE p(pg_read_file('/etc/passwd'))").functions, ["pg_read_file"]);
+    assert_eq!(
+        one("CREATE TABLE t (a timestamptz DEFAULT now())").functions,
+        ["now"]
+    );
+    assert_eq!(
+        one("SELECT sum(a) OVER (ORDER BY b) FROM t").functions,
+        ["sum"]
+    );
+    assert_eq!(
+        one("SELECT * FROM t WHERE x IN (SELECT upper(y) FROM u)").functions,
+        ["upper"]
+    );
+    assert_eq!(
+        one("UPDATE t SET a = gen_random_uuid()").functions,
+        ["gen_random_uuid"]
+    );
+    assert_eq!(
+        one("EXECUTE p(pg_read_file('/etc/passwd'))").functions,
+        ["pg_read_file"]
+    );
     // Trigger functions run later, with the table owner's rights.
     assert_eq!(
         one("CREATE TRIGGER trg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION audit()").functions,
@@ -362,10 +649,16 @@ fn copy_reports_direction_target_and_program() {
     let s = one_in("COPY (SELECT a FROM t WHERE b > 1) TO STDOUT", &[]);
     assert_eq!(s.attributes.kind, K::CopyTo);
     assert!(!s.attributes.copy_program);
-    assert_eq!(s.copy.as_ref().map(|c| (c.direction, c.stdio)), Some((CopyDirection::To, true)));
+    assert_eq!(
+        s.copy.as_ref().map(|c| (c.direction, c.stdio)),
+        Some((CopyDirection::To, true))
+    );
     assert!(s.attributes.has_where);
     let s = one_in("COPY t TO '/tmp/x'", &[]);
-    assert_eq!(s.copy.map(|c| (c.stdio, c.target)), Some((false, Some("/tmp/x".into()))));
+    assert_eq!(
+        s.copy.map(|c| (c.stdio, c.target)),
+        Some((false, Some("/tmp/x".into())))
+    );
 }
 
 #[test]
@@ -390,8 +683,18 @@ fn unparsable_and_empty_strings_are_errors() {
         })
     );
     // One bad statement spoils the whole string: nothing of it may run.
-    assert!(matches!(analyze("SELECT 1; DELET FROM t", &[]), Err(AnalyzeError::Parse { .. })));
-    for sql in ["", "   ", ";", " ;; ; ", "-- just a comment", "/* only */ ;"] {
+    assert!(matches!(
+        analyze("SELECT 1; DELET FROM t", &[]),
+        Err(AnalyzeError::Parse { .. })
+    ));
+    for sql in [
+        "",
+        "   ",
+        ";",
+        " ;; ; ",
+        "-- just a comment",
+        "/* only */ ;",
+    ] {
         assert_eq!(analyze(sql, &[]), Err(AnalyzeError::Empty), "{sql:?}");
     }
     assert_eq!(analyze("SELECT 1\0", &[]), Err(AnalyzeError::NulByte(8)));
@@ -417,10 +720,26 @@ fn prepared_statements_are_decided_at_prepare_and_named() {
     let s = one_in("EXECUTE x(1)", &[]);
     assert_eq!(s.attributes.kind, K::Execute);
     assert_eq!(s.sql_execute.as_deref(), Some("x"));
-    assert_eq!(one_in("CREATE TABLE t2 AS EXECUTE p", &[]).sql_execute.as_deref(), Some("p"));
-    assert_eq!(one_in("EXPLAIN ANALYZE EXECUTE p", &[]).sql_execute.as_deref(), Some("p"));
-    assert_eq!(one_in("DEALLOCATE x", &[]).sql_deallocate, Some(Some("x".into())));
-    assert_eq!(one_in("DEALLOCATE PREPARE ALL", &[]).sql_deallocate, Some(None));
+    assert_eq!(
+        one_in("CREATE TABLE t2 AS EXECUTE p", &[])
+            .sql_execute
+            .as_deref(),
+        Some("p")
+    );
+    assert_eq!(
+        one_in("EXPLAIN ANALYZE EXECUTE p", &[])
+            .sql_execute
+            .as_deref(),
+        Some("p")
+    );
+    assert_eq!(
+        one_in("DEALLOCATE x", &[]).sql_deallocate,
+        Some(Some("x".into()))
+    );
+    assert_eq!(
+        one_in("DEALLOCATE PREPARE ALL", &[]).sql_deallocate,
+        Some(None)
+    );
     assert_eq!(one_in("DISCARD ALL", &[]).sql_deallocate, Some(None));
 }
 
@@ -430,8 +749,14 @@ fn search_path_changes_are_reported() {
     assert_eq!(s.attributes.kind, K::Set);
     assert_eq!(s.attributes.object_name.as_deref(), Some("search_path"));
     assert_eq!(s.sets_search_path, Some(vec!["a".into(), "b".into()]));
-    assert_eq!(one_in("SET LOCAL search_path = x", &[]).sets_search_path, Some(vec!["x".into()]));
-    assert_eq!(one_in("SET SCHEMA 'x'", &[]).sets_search_path, Some(vec!["x".into()]));
+    assert_eq!(
+        one_in("SET LOCAL search_path = x", &[]).sets_search_path,
+        Some(vec!["x".into()])
+    );
+    assert_eq!(
+        one_in("SET SCHEMA 'x'", &[]).sets_search_path,
+        Some(vec!["x".into()])
+    );
     let default = Some(vec!["$user".to_owned(), "public".to_owned()]);
     assert_eq!(one_in("RESET search_path", &[]).sets_search_path, default);
     assert_eq!(one_in("RESET ALL", &[]).sets_search_path, default);
@@ -441,9 +766,15 @@ fn search_path_changes_are_reported() {
 #[test]
 fn identity_changes_never_look_like_settings() {
     let a = one("SET ROLE postgres");
-    assert_eq!((a.kind, a.object_name.as_deref()), (K::Role, Some("postgres")));
+    assert_eq!(
+        (a.kind, a.object_name.as_deref()),
+        (K::Role, Some("postgres"))
+    );
     let a = one("SET SESSION AUTHORIZATION postgres");
-    assert_eq!((a.kind, a.object_name.as_deref()), (K::Role, Some("postgres")));
+    assert_eq!(
+        (a.kind, a.object_name.as_deref()),
+        (K::Role, Some("postgres"))
+    );
     let a = one("ALTER ROLE x PASSWORD 'p'");
     assert_eq!((a.kind, a.object_name.as_deref()), (K::Role, Some("x")));
     // The password never reaches the normalized text.
@@ -493,7 +824,10 @@ fn transactions_are_followed() {
 fn has_where_and_has_limit() {
     assert!(one("UPDATE t SET a = 1 WHERE id = 2").has_where);
     assert!(!one("UPDATE t SET a = 1").has_where);
-    assert!(one("DELETE FROM t WHERE true").has_where, "a WHERE of true still counts");
+    assert!(
+        one("DELETE FROM t WHERE true").has_where,
+        "a WHERE of true still counts"
+    );
     assert!(one("UPDATE t SET a = 1 WHERE CURRENT OF c").has_where);
     assert!(one("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE").has_where);
     assert!(!one("INSERT INTO t VALUES (1)").has_where);
@@ -530,15 +864,22 @@ fn filtered_columns_resolve_through_aliases() {
         ]
     );
     // A single FROM relation takes unqualified columns.
-    assert_eq!(one("SELECT id FROM users WHERE ssn = '1'").filtered_columns, [column(users, "ssn")]);
+    assert_eq!(
+        one("SELECT id FROM users WHERE ssn = '1'").filtered_columns,
+        [column(users, "ssn")]
+    );
     // Several: every one is a candidate.
     assert_eq!(
         one("SELECT * FROM a, b WHERE x = 1").filtered_columns,
-        [column(Some(("public", "a")), "x"), column(Some(("public", "b")), "x")]
+        [
+            column(Some(("public", "a")), "x"),
+            column(Some(("public", "b")), "x")
+        ]
     );
     // Correlated subqueries see the outer aliases.
     assert_eq!(
-        one("SELECT * FROM a WHERE a.x = (SELECT max(b.y) FROM b WHERE b.z = a.z)").filtered_columns,
+        one("SELECT * FROM a WHERE a.x = (SELECT max(b.y) FROM b WHERE b.z = a.z)")
+            .filtered_columns,
         [
             column(Some(("public", "a")), "x"),
             column(Some(("public", "a")), "z"),
@@ -549,15 +890,24 @@ fn filtered_columns_resolve_through_aliases() {
     // JOIN … USING, aggregates, windows, FILTER, WITHIN GROUP.
     assert_eq!(
         one("SELECT * FROM a JOIN b USING (id)").filtered_columns,
-        [column(Some(("public", "a")), "id"), column(Some(("public", "b")), "id")]
+        [
+            column(Some(("public", "a")), "id"),
+            column(Some(("public", "b")), "id")
+        ]
     );
     let sales = Some(("public", "sales"));
     assert_eq!(
-        one("SELECT sum(amount) OVER (PARTITION BY region ORDER BY day) FROM sales").filtered_columns,
-        [column(sales, "amount"), column(sales, "day"), column(sales, "region")]
+        one("SELECT sum(amount) OVER (PARTITION BY region ORDER BY day) FROM sales")
+            .filtered_columns,
+        [
+            column(sales, "amount"),
+            column(sales, "day"),
+            column(sales, "region")
+        ]
     );
     assert_eq!(
-        one("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY salary) FROM sales").filtered_columns,
+        one("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY salary) FROM sales")
+            .filtered_columns,
         [column(sales, "salary")]
     );
     // Columns of a subquery or CTE have no relation.
@@ -566,13 +916,20 @@ fn filtered_columns_resolve_through_aliases() {
         [column(None, "a")]
     );
     // The SELECT list alone filters nothing.
-    assert!(one("SELECT ssn, lower(name) FROM users").filtered_columns.is_empty());
+    assert!(
+        one("SELECT ssn, lower(name) FROM users")
+            .filtered_columns
+            .is_empty()
+    );
     // DML: UPDATE/DELETE WHERE, MERGE ON, COPY WHERE.
     assert_eq!(
         one("UPDATE users AS u SET a = 1 WHERE u.ssn = '1'").filtered_columns,
         [column(users, "ssn")]
     );
-    assert_eq!(one("COPY users FROM STDIN WHERE id > 1").filtered_columns, [column(users, "id")]);
+    assert_eq!(
+        one("COPY users FROM STDIN WHERE id > 1").filtered_columns,
+        [column(users, "id")]
+    );
 }
 
 #[test]
@@ -582,11 +939,20 @@ fn fingerprints_ignore_literals_and_normalize_replaces_them() {
     assert_eq!(a.fingerprint, b.fingerprint);
     assert_eq!(a.fingerprint.len(), 16);
     assert_eq!(a.normalized, "SELECT * FROM t WHERE id = $1 AND name = $2");
-    assert_ne!(a.fingerprint, one("SELECT * FROM u WHERE id = 1 AND name = 'x'").fingerprint);
+    assert_ne!(
+        a.fingerprint,
+        one("SELECT * FROM u WHERE id = 1 AND name = 'x'").fingerprint
+    );
     // Statements of one string are fingerprinted on their own text.
     let statements = analyze("SELECT 1; SELECT * FROM t WHERE id = 1", &[]).unwrap();
-    assert_eq!(statements[1].attributes.fingerprint, one("SELECT * FROM t WHERE id = 5").fingerprint);
-    assert_eq!(statements[1].attributes.normalized, "SELECT * FROM t WHERE id = $1");
+    assert_eq!(
+        statements[1].attributes.fingerprint,
+        one("SELECT * FROM t WHERE id = 5").fingerprint
+    );
+    assert_eq!(
+        statements[1].attributes.normalized,
+        "SELECT * FROM t WHERE id = $1"
+    );
 }
 
 #[test]
@@ -623,12 +989,80 @@ impl XorShift {
 }
 
 const TOKENS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "DELETE", "UPDATE", "SET", "INSERT", "INTO", "VALUES", "WITH", "AS", "(", ")", ",",
-    ";", "*", "t", "u", "\"Q\"", "s.t", "1", "'x'", "$1", "=", "AND", "OR", "JOIN", "ON", "USING", "RETURNING",
-    "LIMIT", "ALL", "UNION", "RECURSIVE", "COPY", "TO", "STDOUT", "PROGRAM", "EXPLAIN", "ANALYZE", "PREPARE",
-    "EXECUTE", "ROLE", "GRANT", "CREATE", "TABLE", "DROP", "ALTER", "MERGE", "WHEN", "MATCHED", "THEN", "DO",
-    "$$x$$", "f(", "pg_read_file(", "--", "/*", "*/", "\n", "CURSOR", "FOR", "LATERAL", "ORDER", "BY", "GROUP",
-    "HAVING", "OVER", "FILTER", "::regclass", "E'\\x00'", "\\", "\"", "'",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "DELETE",
+    "UPDATE",
+    "SET",
+    "INSERT",
+    "INTO",
+    "VALUES",
+    "WITH",
+    "AS",
+    "(",
+    ")",
+    ",",
+    ";",
+    "*",
+    "t",
+    "u",
+    "\"Q\"",
+    "s.t",
+    "1",
+    "'x'",
+    "$1",
+    "=",
+    "AND",
+    "OR",
+    "JOIN",
+    "ON",
+    "USING",
+    "RETURNING",
+    "LIMIT",
+    "ALL",
+    "UNION",
+    "RECURSIVE",
+    "COPY",
+    "TO",
+    "STDOUT",
+    "PROGRAM",
+    "EXPLAIN",
+    "ANALYZE",
+    "PREPARE",
+    "EXECUTE",
+    "ROLE",
+    "GRANT",
+    "CREATE",
+    "TABLE",
+    "DROP",
+    "ALTER",
+    "MERGE",
+    "WHEN",
+    "MATCHED",
+    "THEN",
+    "DO",
+    "$$x$$",
+    "f(",
+    "pg_read_file(",
+    "--",
+    "/*",
+    "*/",
+    "\n",
+    "CURSOR",
+    "FOR",
+    "LATERAL",
+    "ORDER",
+    "BY",
+    "GROUP",
+    "HAVING",
+    "OVER",
+    "FILTER",
+    "::regclass",
+    "E'\\x00'",
+    "\\",
+    "\"",
+    "'",
 ];
 
 #[test]
@@ -637,13 +1071,22 @@ fn arbitrary_input_never_panics() {
     for round in 0..600 {
         let input = if round % 2 == 0 {
             let len = rng.below(64);
-            let bytes: Vec<u8> = (0..len).map(|_| u8::try_from(rng.next() & 0xff).unwrap()).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| u8::try_from(rng.next() & 0xff).unwrap())
+                .collect();
             String::from_utf8_lossy(&bytes).into_owned()
         } else {
             let len = rng.below(24);
-            (0..len).map(|_| TOKENS[rng.below(TOKENS.len())]).collect::<Vec<_>>().join(" ")
+            (0..len)
+                .map(|_| TOKENS[rng.below(TOKENS.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let path: &[&str] = if round % 3 == 0 { &["a", "pg_catalog", "b"] } else { &[] };
+        let path: &[&str] = if round % 3 == 0 {
+            &["a", "pg_catalog", "b"]
+        } else {
+            &[]
+        };
         if let Ok(statements) = analyze(&input, path) {
             assert!(!statements.is_empty(), "{input:?}");
             for s in statements {

@@ -200,21 +200,22 @@ async fn connect_inner(p: UpstreamParams<'_>) -> Result<Upstream, BackendError> 
                         if !mechanisms.contains(&SCRAM_SHA_256) {
                             return Err(BackendError::UnsupportedAuth(mechanisms.join(", ")));
                         }
-                        let s = ScramSha256::new(p.password.as_bytes(), ChannelBinding::unsupported());
+                        let s =
+                            ScramSha256::new(p.password.as_bytes(), ChannelBinding::unsupported());
                         write::sasl_initial_response(&mut out, SCRAM_SHA_256, s.message())?;
                         scram = Some(s);
                     }
                     Authentication::SaslContinue { data } => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| BackendError::UnsupportedAuth("SASL continue without start".into()))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            BackendError::UnsupportedAuth("SASL continue without start".into())
+                        })?;
                         s.update(data).map_err(BackendError::Scram)?;
                         write::sasl_response(&mut out, s.message())?;
                     }
                     Authentication::SaslFinal { data } => {
-                        let mut s = scram
-                            .take()
-                            .ok_or_else(|| BackendError::UnsupportedAuth("SASL final without start".into()))?;
+                        let mut s = scram.take().ok_or_else(|| {
+                            BackendError::UnsupportedAuth("SASL final without start".into())
+                        })?;
                         s.finish(data).map_err(BackendError::Scram)?;
                     }
                     Authentication::Other { code, .. } => {
@@ -269,9 +270,7 @@ fn io(addr: &str) -> impl Fn(std::io::Error) -> BackendError + '_ {
 /// Sends a CancelRequest for `key` to the server at `addr` (plain TCP, as
 /// PostgreSQL accepts cancels before any TLS negotiation).
 pub async fn cancel(addr: &str, key: &BackendKey) -> Result<(), BackendError> {
-    let mut tcp = TcpStream::connect(addr)
-        .await
-        .map_err(io(addr))?;
+    let mut tcp = TcpStream::connect(addr).await.map_err(io(addr))?;
     let mut buf = BytesMut::new();
     write::cancel_request(&mut buf, key.process_id, &key.secret)?;
     tcp.write_all(&buf).await.map_err(io(addr))?;
@@ -308,7 +307,11 @@ impl FrameReader {
             if let Some(frame) = self.codec.decode(&mut self.buf).map_err(ReadError::Codec)? {
                 return Ok(frame);
             }
-            let n = self.stream.read_buf(&mut self.buf).await.map_err(ReadError::Io)?;
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ReadError::Io)?;
             if n == 0 {
                 return Err(ReadError::Closed);
             }

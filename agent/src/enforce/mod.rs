@@ -77,7 +77,9 @@ pub struct Enforcer {
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` will run.
     sql_prepared: HashMap<String, Attributes>,
     /// Re-opens the PDP session when the PDP forgot it (restart).
-    reopen: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>,
+    reopen: Box<
+        dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync,
+    >,
 }
 
 impl Enforcer {
@@ -87,7 +89,9 @@ impl Enforcer {
         session_id: String,
         version: Arc<PolicyVersion>,
         metrics: Arc<Metrics>,
-        reopen: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>,
+        reopen: Box<
+            dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync,
+        >,
     ) -> Self {
         Self {
             pdp,

@@ -81,7 +81,10 @@ pub async fn accept(
         match packet {
             StartupPacket::SslRequest => {
                 let Stream::Plain(tcp) = stream else {
-                    return Err((Some(stream), AgentError::Protocol("SSLRequest inside TLS".into())));
+                    return Err((
+                        Some(stream),
+                        AgentError::Protocol("SSLRequest inside TLS".into()),
+                    ));
                 };
                 let mut tcp = tcp;
                 match &tls {
@@ -89,7 +92,10 @@ pub async fn accept(
                         if let Err(e) = tcp.write_all(b"S").await {
                             return Err((None, AgentError::Io(e)));
                         }
-                        match tokio_rustls::TlsAcceptor::from(config.clone()).accept(tcp).await {
+                        match tokio_rustls::TlsAcceptor::from(config.clone())
+                            .accept(tcp)
+                            .await
+                        {
                             Ok(s) => stream = Stream::ServerTls(Box::new(s)),
                             Err(e) => return Err((None, AgentError::Io(e))),
                         }
@@ -131,7 +137,12 @@ pub async fn accept(
     if let Some((_, v)) = parameters.iter().find(|(k, _)| k == "replication")
         && !matches!(v.as_str(), "false" | "off" | "no" | "0")
     {
-        return Err((Some(stream), AgentError::Unsupported("the replication protocol bypasses SQL and is not available".into())));
+        return Err((
+            Some(stream),
+            AgentError::Unsupported(
+                "the replication protocol bypasses SQL and is not available".into(),
+            ),
+        ));
     }
 
     let mut out = BytesMut::new();
@@ -142,10 +153,10 @@ pub async fn accept(
         .map(|(k, _)| k.as_str())
         .filter(|k| k.starts_with("_pq_."))
         .collect();
-    if protocol_minor > 0 || !options.is_empty() {
-        if let Err(e) = write::negotiate_protocol_version(&mut out, 0, &options) {
-            return Err((Some(stream), AgentError::Codec(e)));
-        }
+    if (protocol_minor > 0 || !options.is_empty())
+        && let Err(e) = write::negotiate_protocol_version(&mut out, 0, &options)
+    {
+        return Err((Some(stream), AgentError::Codec(e)));
     }
     write::authentication_cleartext_password(&mut out);
     if let Err(e) = stream.write_all(&out).await {
@@ -165,9 +176,13 @@ pub async fn accept(
         }
     };
     if FrontendTag::from_u8(frame.tag()) != Some(FrontendTag::Password) {
-        return Err((Some(stream), AgentError::Protocol("expected a password message".into())));
+        return Err((
+            Some(stream),
+            AgentError::Protocol("expected a password message".into()),
+        ));
     }
-    let token = match PasswordMessage::from_body(frame.body()).and_then(|p| p.cleartext_password()) {
+    let token = match PasswordMessage::from_body(frame.body()).and_then(|p| p.cleartext_password())
+    {
         Ok(bytes) => String::from_utf8_lossy(bytes).trim().to_owned(),
         Err(e) => return Err((Some(stream), AgentError::Codec(e))),
     };
@@ -183,7 +198,10 @@ pub async fn accept(
     }))
 }
 
-async fn read_startup(stream: &mut Stream, buf: &mut BytesMut) -> Result<StartupPacket, AgentError> {
+async fn read_startup(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, AgentError> {
     let mut codec = StartupCodec;
     loop {
         if let Some(packet) = codec.decode(buf).map_err(AgentError::Codec)? {
@@ -200,7 +218,16 @@ async fn read_startup(stream: &mut Stream, buf: &mut BytesMut) -> Result<Startup
 pub async fn refuse(stream: &mut Stream, error: &AgentError) {
     let mut out = BytesMut::new();
     let (code, message) = (error.sqlstate(), error.client_message());
-    if write::error_response(&mut out, Severity::Fatal, code, &message, None, error.hint()).is_ok() {
+    if write::error_response(
+        &mut out,
+        Severity::Fatal,
+        code,
+        &message,
+        None,
+        error.hint(),
+    )
+    .is_ok()
+    {
         let _ = stream.write_all(&out).await;
     }
     let _ = stream.shutdown().await;

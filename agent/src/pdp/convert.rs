@@ -67,7 +67,9 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
         pb::Effect::Allow => Effect::Allow,
         pb::Effect::Deny => Effect::Deny,
         pb::Effect::RequireApproval => Effect::RequireApproval,
-        pb::Effect::Unspecified => return Err(PdpError::BadAnswer("a decision without effect".into())),
+        pb::Effect::Unspecified => {
+            return Err(PdpError::BadAnswer("a decision without effect".into()));
+        }
     };
     let masks = d
         .masks
@@ -93,7 +95,12 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
         .collect();
     let ttl = d
         .cache_ttl
-        .map(|t| Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)))
+        .map(|t| {
+            Duration::new(
+                u64::try_from(t.seconds).unwrap_or(0),
+                u32::try_from(t.nanos).unwrap_or(0),
+            )
+        })
         .unwrap_or_default();
     Ok(Decision {
         effect,
@@ -107,7 +114,9 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
 
 pub fn open_outcome(r: pb::OpenSessionResponse) -> Result<OpenOutcome, PdpError> {
     match r.outcome {
-        None => Err(PdpError::BadAnswer("an OpenSession answer without outcome".into())),
+        None => Err(PdpError::BadAnswer(
+            "an OpenSession answer without outcome".into(),
+        )),
         Some(pb::open_session_response::Outcome::Refused(refusal)) => {
             let bad_token = !matches!(
                 refusal.code(),
@@ -125,7 +134,13 @@ pub fn open_outcome(r: pb::OpenSessionResponse) -> Result<OpenOutcome, PdpError>
             let principal = g.principal.unwrap_or_default();
             let deadline = g
                 .deadline
-                .map(|t| UNIX_EPOCH + Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)))
+                .map(|t| {
+                    UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(t.seconds).unwrap_or(0),
+                            u32::try_from(t.nanos).unwrap_or(0),
+                        )
+                })
                 .unwrap_or_else(SystemTime::now);
             Ok(OpenOutcome::Granted(Grant {
                 session_id: g.session_id,

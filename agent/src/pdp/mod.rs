@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use palisade_proto::v1 as pb;
-use pb::decision_service_client::DecisionServiceClient;
 use palisade_sql::Attributes;
+use pb::decision_service_client::DecisionServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::PdpConfig;
@@ -100,7 +100,9 @@ impl PdpClient {
         let identity = Identity::from_pem(read(&config.cert)?, read(&config.key)?);
         let mut clients = Vec::new();
         for url in &config.endpoints {
-            let mut tls = ClientTlsConfig::new().ca_certificate(ca.clone()).identity(identity.clone());
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .identity(identity.clone());
             let host = url
                 .split("://")
                 .nth(1)
@@ -182,7 +184,11 @@ impl PdpClient {
         let response = self
             .call(|mut c| {
                 let request = request.clone();
-                async move { c.open_session(request).await.map(tonic::Response::into_inner) }
+                async move {
+                    c.open_session(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await?;
         convert::open_outcome(response)
@@ -195,7 +201,9 @@ impl PdpClient {
         statements: &[&Attributes],
     ) -> Result<(Vec<Decision>, String), PdpError> {
         let request = pb::DecideRequest {
-            subject: Some(pb::decide_request::Subject::SessionId(session_id.to_owned())),
+            subject: Some(pb::decide_request::Subject::SessionId(
+                session_id.to_owned(),
+            )),
             target: String::new(),
             statements: statements
                 .iter()
@@ -236,7 +244,11 @@ impl PdpClient {
         let _ = self
             .call(|mut c| {
                 let request = request.clone();
-                async move { c.close_session(request).await.map(tonic::Response::into_inner) }
+                async move {
+                    c.close_session(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await;
     }

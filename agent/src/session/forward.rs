@@ -38,7 +38,12 @@ pub struct Forward {
 
 impl Forward {
     /// The direction's state for a new session.
-    pub fn new(enforcer: Enforcer, shared: Arc<Shared>, max_message: usize, idle_timeout: Duration) -> Self {
+    pub fn new(
+        enforcer: Enforcer,
+        shared: Arc<Shared>,
+        max_message: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         Self {
             enforcer,
             shared,
@@ -66,7 +71,10 @@ impl Forward {
                     Err(e) => return End::ClientProtocol(e.to_string()),
                 };
                 let Some(tag) = FrontendTag::from_u8(frame.tag()) else {
-                    return End::ClientProtocol(format!("unknown message type `{}`", frame.tag().escape_ascii()));
+                    return End::ClientProtocol(format!(
+                        "unknown message type `{}`",
+                        frame.tag().escape_ascii()
+                    ));
                 };
                 match tag {
                     FrontendTag::Query => {
@@ -118,11 +126,11 @@ impl Forward {
                         };
                         // The decision was taken at Parse; it is re-checked
                         // (from the cache unless the policy set changed).
-                        if let Some(statements) = self.prepared.get(bind.statement).cloned() {
-                            if let Err(r) = self.enforcer.recheck(&statements).await {
-                                self.stand_in_parse(&mut out, r);
-                                continue;
-                            }
+                        if let Some(statements) = self.prepared.get(bind.statement).cloned()
+                            && let Err(r) = self.enforcer.recheck(&statements).await
+                        {
+                            self.stand_in_parse(&mut out, r);
+                            continue;
                         }
                         out.extend_from_slice(frame.raw());
                     }

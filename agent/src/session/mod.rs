@@ -71,7 +71,10 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         refuse(&mut hello.stream, &e).await;
         return;
     };
-    let application_name = hello.parameter("application_name").unwrap_or_default().to_owned();
+    let application_name = hello
+        .parameter("application_name")
+        .unwrap_or_default()
+        .to_owned();
     let facts = ClientFacts {
         address: peer.to_string(),
         application_name: application_name.clone(),
@@ -81,7 +84,13 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     };
     let outcome = ctx
         .pdp
-        .open_session(&hello.token, &target_name, &facts, &target.grantable_roles, None)
+        .open_session(
+            &hello.token,
+            &target_name,
+            &facts,
+            &target.grantable_roles,
+            None,
+        )
         .await;
     let grant = match outcome {
         Ok(OpenOutcome::Granted(g)) => g,
@@ -97,7 +106,11 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
             ctx.metrics.session_refused();
             ctx.metrics.pdp_error();
             warn!(%peer, error = %e, "session refused: pdp unavailable");
-            refuse(&mut hello.stream, &AgentError::PdpUnavailable(e.to_string())).await;
+            refuse(
+                &mut hello.stream,
+                &AgentError::PdpUnavailable(e.to_string()),
+            )
+            .await;
             return;
         }
     };
@@ -106,8 +119,14 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         Ok(p) => p,
         Err(e) => {
             ctx.metrics.upstream_error();
-            ctx.pdp.close_session(&grant.session_id, "upstream_error").await;
-            refuse(&mut hello.stream, &AgentError::Upstream(backend::BackendError::Credential(e))).await;
+            ctx.pdp
+                .close_session(&grant.session_id, "upstream_error")
+                .await;
+            refuse(
+                &mut hello.stream,
+                &AgentError::Upstream(backend::BackendError::Credential(e)),
+            )
+            .await;
             return;
         }
     };
@@ -138,7 +157,9 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         Err(e) => {
             ctx.metrics.upstream_error();
             warn!(session = %grant.session_id, error = %e, "upstream connection failed");
-            ctx.pdp.close_session(&grant.session_id, "upstream_error").await;
+            ctx.pdp
+                .close_session(&grant.session_id, "upstream_error")
+                .await;
             refuse(&mut hello.stream, &AgentError::Upstream(e)).await;
             return;
         }
@@ -152,7 +173,11 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     let mut greeting = BytesMut::new();
     write::authentication_ok(&mut greeting);
     for (name, value) in &upstream.parameters {
-        let value = if name == "application_name" { &application_name } else { value };
+        let value = if name == "application_name" {
+            &application_name
+        } else {
+            value
+        };
         let _ = write::parameter_status(&mut greeting, name, value);
     }
     if let Some(c) = &cancel {
@@ -160,7 +185,9 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     }
     write::ready_for_query(&mut greeting, TransactionStatus::Idle);
     if hello.stream.write_all(&greeting).await.is_err() {
-        ctx.pdp.close_session(&grant.session_id, "client_disconnected").await;
+        ctx.pdp
+            .close_session(&grant.session_id, "client_disconnected")
+            .await;
         return;
     }
 
@@ -181,17 +208,34 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         let roles = target.grantable_roles.clone();
         let session_id = grant.session_id.clone();
         Box::new(move || {
-            let (pdp, token, target_name, facts, roles, session_id) =
-                (pdp.clone(), token.clone(), target_name.clone(), facts.clone(), roles.clone(), session_id.clone());
+            let (pdp, token, target_name, facts, roles, session_id) = (
+                pdp.clone(),
+                token.clone(),
+                target_name.clone(),
+                facts.clone(),
+                roles.clone(),
+                session_id.clone(),
+            );
             Box::pin(async move {
-                match pdp.open_session(&token, &target_name, &facts, &roles, Some(&session_id)).await? {
+                match pdp
+                    .open_session(&token, &target_name, &facts, &roles, Some(&session_id))
+                    .await?
+                {
                     OpenOutcome::Granted(g) => Ok(g.session_id),
-                    OpenOutcome::Refused { message, .. } => Err(crate::pdp::PdpError::BadAnswer(message)),
+                    OpenOutcome::Refused { message, .. } => {
+                        Err(crate::pdp::PdpError::BadAnswer(message))
+                    }
                 }
             }) as futures::future::BoxFuture<'static, _>
         })
     };
-    let enforcer = Enforcer::new(ctx.pdp.clone(), grant.session_id.clone(), ctx.version.clone(), ctx.metrics.clone(), reopen);
+    let enforcer = Enforcer::new(
+        ctx.pdp.clone(),
+        grant.session_id.clone(),
+        ctx.version.clone(),
+        ctx.metrics.clone(),
+        reopen,
+    );
     let shared = Arc::new(Shared::new());
     let (mut client_rd, mut client_wr) = tokio::io::split(hello.stream);
     let (mut upstream_rd, mut upstream_wr) = tokio::io::split(upstream.stream);
@@ -222,13 +266,36 @@ async fn say_goodbye(
 ) {
     let mut out = BytesMut::new();
     let fatal = |out: &mut BytesMut, code: &str, message: &str| {
-        let _ = write::error_response(out, crate::codec::backend::Severity::Fatal, code, message, None, None);
+        let _ = write::error_response(
+            out,
+            crate::codec::backend::Severity::Fatal,
+            code,
+            message,
+            None,
+            None,
+        );
     };
     match end {
-        End::ClientProtocol(m) => fatal(&mut out, crate::error::sqlstate::PROTOCOL_VIOLATION, &format!("palisade: protocol violation: {m}")),
-        End::IdleTimeout => fatal(&mut out, crate::error::sqlstate::IDLE_SESSION_TIMEOUT, "palisade: the session was idle for too long"),
-        End::UpstreamGone => fatal(&mut out, crate::error::sqlstate::CONNECTION_FAILURE, "palisade: the database closed the connection"),
-        End::UpstreamProtocol(m) => fatal(&mut out, crate::error::sqlstate::CONNECTION_FAILURE, &format!("palisade: the database broke the protocol: {m}")),
+        End::ClientProtocol(m) => fatal(
+            &mut out,
+            crate::error::sqlstate::PROTOCOL_VIOLATION,
+            &format!("palisade: protocol violation: {m}"),
+        ),
+        End::IdleTimeout => fatal(
+            &mut out,
+            crate::error::sqlstate::IDLE_SESSION_TIMEOUT,
+            "palisade: the session was idle for too long",
+        ),
+        End::UpstreamGone => fatal(
+            &mut out,
+            crate::error::sqlstate::CONNECTION_FAILURE,
+            "palisade: the database closed the connection",
+        ),
+        End::UpstreamProtocol(m) => fatal(
+            &mut out,
+            crate::error::sqlstate::CONNECTION_FAILURE,
+            &format!("palisade: the database broke the protocol: {m}"),
+        ),
         End::ClientTerminated | End::ClientGone => {}
     }
     if !out.is_empty() {

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
-use super::shared::Shared;
 use super::End;
+use super::shared::Shared;
 use crate::codec::backend::{ErrorResponse, ReadyForQuery, Severity};
 use crate::codec::{BackendTag, FrameCodec, write};
 use crate::net::Stream;
@@ -39,8 +39,8 @@ pub async fn run(
                     let refusal = ErrorResponse::from_body(frame.body())
                         .ok()
                         .and_then(|e| shared.take_refusal(e.code(), e.message()));
-                    if let Some(r) = refusal {
-                        if write::error_response(
+                    if let Some(r) = refusal
+                        && write::error_response(
                             &mut out,
                             Severity::Error,
                             r.code,
@@ -49,9 +49,8 @@ pub async fn run(
                             None,
                         )
                         .is_ok()
-                        {
-                            continue;
-                        }
+                    {
+                        continue;
                     }
                 }
                 Some(BackendTag::ReadyForQuery) => {

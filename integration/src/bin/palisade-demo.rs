@@ -17,7 +17,8 @@ use integration::stack::{Fixture, RunningPdp};
 async fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(".demo");
     if root.exists() {
-        std::fs::remove_dir_all(&root).with_context(|| format!("cannot clear {}", root.display()))?;
+        std::fs::remove_dir_all(&root)
+            .with_context(|| format!("cannot clear {}", root.display()))?;
     }
     std::fs::create_dir_all(&root)?;
     println!("starting PostgreSQL ...");
@@ -49,16 +50,27 @@ async fn main() -> anyhow::Result<()> {
         )
     };
     println!();
-    println!("Palisade is up: PDP {} (mutual TLS), agent 127.0.0.1:{}, PostgreSQL 127.0.0.1:{}", pdp.url(), agent.addr.port(), pg.port());
+    println!(
+        "Palisade is up: PDP {} (mutual TLS), agent 127.0.0.1:{}, PostgreSQL 127.0.0.1:{}",
+        pdp.url(),
+        agent.addr.port(),
+        pg.port()
+    );
     println!("Policies: ./policies (edit them: the PDP reloads within a second)");
     println!();
     println!("Connect as the CI identity (group ci-generated-code):");
-    println!("  PGPASSWORD='{ci}' \\\n  psql \"host=localhost port={} dbname=prod user=ci sslmode=verify-full sslrootcert={}\"", agent.addr.port(), ca.display());
+    println!(
+        "  PGPASSWORD='{ci}' \\\n  psql \"host=localhost port={} dbname=prod user=ci sslmode=verify-full sslrootcert={}\"",
+        agent.addr.port(),
+        ca.display()
+    );
     println!();
     println!("Connect as a dba:");
     println!("  {}", line(&dba).replace("user=ci", "user=alice"));
     println!();
-    println!("Try: SELECT * FROM orders LIMIT 3;  DELETE FROM orders;  SELECT pg_read_file('/etc/passwd');");
+    println!(
+        "Try: SELECT * FROM orders LIMIT 3;  DELETE FROM orders;  SELECT pg_read_file('/etc/passwd');"
+    );
     println!(
         "Tokens expire in 15 minutes; mint more with:\n  cargo run -q -p palisade-cli --bin palisade -- token --dir {} --sub ci-job-42 --group ci-generated-code --github-actions",
         fixture.dir.path().join("issuer").display()

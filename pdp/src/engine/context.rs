@@ -19,7 +19,8 @@ fn record(
     // INVARIANT: field names are distinct constants, the only way new_record fails.
     let fields: Vec<(String, RestrictedExpression)> =
         fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    RestrictedExpression::new_record(fields).unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+    RestrictedExpression::new_record(fields)
+        .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
 }
 
 /// The `session` record (schema type `SessionInfo`).
@@ -34,8 +35,10 @@ pub fn session_record(facts: &SessionFacts) -> RestrictedExpression {
 }
 
 /// Context of `connect`, `assume_role` and `unmask` (`SessionContext`).
-pub fn session_context(session: &RestrictedExpression) -> Result<Context, ContextCreationError> {
-    Context::from_pairs([("session".to_owned(), session.clone())])
+pub fn session_context(
+    session: &RestrictedExpression,
+) -> Result<Context, Box<ContextCreationError>> {
+    Context::from_pairs([("session".to_owned(), session.clone())]).map_err(Box::new)
 }
 
 /// Context of a statement action (`StatementContext`).
@@ -43,7 +46,7 @@ pub fn statement_context(
     session: &RestrictedExpression,
     a: &Attributes,
     filtered_classifications: &[String],
-) -> Result<Context, ContextCreationError> {
+) -> Result<Context, Box<ContextCreationError>> {
     let filtered_columns: Vec<String> = a
         .filtered_columns
         .iter()
@@ -59,10 +62,22 @@ pub fn statement_context(
         ("is_ddl", RestrictedExpression::new_bool(a.is_ddl)),
         ("functions", strings(a.functions.iter().map(String::as_str))),
         ("fingerprint", string(&a.fingerprint)),
-        ("copy_program", RestrictedExpression::new_bool(a.copy_program)),
-        ("inner_kind", string(a.inner_kind.map_or("", |k| k.as_str()))),
-        ("object_name", string(a.object_name.as_deref().unwrap_or(""))),
-        ("filtered_columns", strings(filtered_columns.iter().map(String::as_str))),
+        (
+            "copy_program",
+            RestrictedExpression::new_bool(a.copy_program),
+        ),
+        (
+            "inner_kind",
+            string(a.inner_kind.map_or("", |k| k.as_str())),
+        ),
+        (
+            "object_name",
+            string(a.object_name.as_deref().unwrap_or("")),
+        ),
+        (
+            "filtered_columns",
+            strings(filtered_columns.iter().map(String::as_str)),
+        ),
         (
             "filtered_classifications",
             strings(filtered_classifications.iter().map(String::as_str)),
@@ -72,4 +87,5 @@ pub fn statement_context(
         ("session".to_owned(), session.clone()),
         ("statement".to_owned(), statement),
     ])
+    .map_err(Box::new)
 }

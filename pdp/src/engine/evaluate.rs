@@ -46,7 +46,9 @@ impl Evaluator<'_> {
         for error in response.diagnostics().errors() {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
             let id = e.policy_id().clone();
-            let is_forbid = set.policy(&id).is_some_and(|p| p.effect() == CedarEffect::Forbid);
+            let is_forbid = set
+                .policy(&id)
+                .is_some_and(|p| p.effect() == CedarEffect::Forbid);
             warn!(policy = %id, error = %e, "policy evaluation error");
             if is_forbid {
                 failed_forbids.push(id);
@@ -139,7 +141,10 @@ impl Evaluator<'_> {
 }
 
 fn join(ids: &[PolicyId]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn verdict(

@@ -18,7 +18,9 @@ use std::sync::{Arc, RwLock};
 use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 use palisade_sql::{Attributes, Relation};
 
-pub use types::{ColumnMask, Effect, MaskMethod, Principal, SessionFacts, StatementVerdict, Verdict};
+pub use types::{
+    ColumnMask, Effect, MaskMethod, Principal, SessionFacts, StatementVerdict, Verdict,
+};
 
 use crate::policy::PolicySnapshot;
 use evaluate::Evaluator;
@@ -67,8 +69,14 @@ impl Scope {
             .map(|g| Entity::with_uid(uid::group(g)))
             .collect();
         let attrs = [
-            ("issuer".to_owned(), RestrictedExpression::new_string(principal.issuer.clone())),
-            ("subject".to_owned(), RestrictedExpression::new_string(principal.subject.clone())),
+            (
+                "issuer".to_owned(),
+                RestrictedExpression::new_string(principal.issuer.clone()),
+            ),
+            (
+                "subject".to_owned(),
+                RestrictedExpression::new_string(principal.subject.clone()),
+            ),
         ];
         let tags = principal
             .claims
@@ -117,7 +125,11 @@ impl Scope {
     pub fn decide_connect(&self) -> Verdict {
         let entities = self.read_entities();
         self.evaluator().decide(
-            &[(uid::action("connect"), uid::database(&self.target), "connect".into())],
+            &[(
+                uid::action("connect"),
+                uid::database(&self.target),
+                "connect".into(),
+            )],
             &self.session_context,
             &entities,
         )
@@ -161,13 +173,24 @@ impl Scope {
         // An unclassified column: policy still decides, over a column entity
         // with an empty classification.
         let attrs = [
-            ("name".to_owned(), RestrictedExpression::new_string(column.to_owned())),
-            ("classification".to_owned(), RestrictedExpression::new_string(String::new())),
+            (
+                "name".to_owned(),
+                RestrictedExpression::new_string(column.to_owned()),
+            ),
+            (
+                "classification".to_owned(),
+                RestrictedExpression::new_string(String::new()),
+            ),
         ];
         let parents = [uid::table(&self.target, schema, table)];
         let with_column = Entity::new_with_tags(column_uid, attrs, parents, [])
             .map_err(|e| e.to_string())
-            .and_then(|e| entities.clone().add_entities([e], None).map_err(|e| e.to_string()));
+            .and_then(|e| {
+                entities
+                    .clone()
+                    .add_entities([e], None)
+                    .map_err(|e| e.to_string())
+            });
         match with_column {
             Ok(extended) => self
                 .evaluator()
@@ -180,7 +203,8 @@ impl Scope {
     pub fn decide_statement(&self, attributes: &Attributes) -> StatementVerdict {
         self.ensure_tables(attributes);
         let filtered = self.filtered_classifications(attributes);
-        let context = match context::statement_context(&self.session_record, attributes, &filtered) {
+        let context = match context::statement_context(&self.session_record, attributes, &filtered)
+        {
             Ok(c) => c,
             Err(e) => {
                 return StatementVerdict::deny_error(format!(
@@ -243,15 +267,27 @@ impl Scope {
                 continue;
             }
             let schema = uid::schema(&self.target, &r.schema);
-            if entities.get(&schema).is_none() && !added.iter().any(|e: &Entity| e.uid() == schema) {
-                let attrs = [("name".to_owned(), RestrictedExpression::new_string(r.schema.clone()))];
-                if let Ok(e) = Entity::new_with_tags(schema.clone(), attrs, [uid::database(&self.target)], []) {
+            if entities.get(&schema).is_none() && !added.iter().any(|e: &Entity| e.uid() == schema)
+            {
+                let attrs = [(
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(r.schema.clone()),
+                )];
+                if let Ok(e) =
+                    Entity::new_with_tags(schema.clone(), attrs, [uid::database(&self.target)], [])
+                {
                     added.push(e);
                 }
             }
             let attrs = [
-                ("name".to_owned(), RestrictedExpression::new_string(r.name.clone())),
-                ("schema".to_owned(), RestrictedExpression::new_string(r.schema.clone())),
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(r.name.clone()),
+                ),
+                (
+                    "schema".to_owned(),
+                    RestrictedExpression::new_string(r.schema.clone()),
+                ),
             ];
             if let Ok(e) = Entity::new_with_tags(table, attrs, [schema], []) {
                 added.push(e);
@@ -304,11 +340,10 @@ impl Scope {
             return m.clone();
         }
         let mut masks = Vec::new();
-        if let Some(cols) = self
-            .snapshot
-            .target(&self.target)
-            .and_then(|t| t.classified.get(&(relation.schema.clone(), relation.name.clone())))
-        {
+        if let Some(cols) = self.snapshot.target(&self.target).and_then(|t| {
+            t.classified
+                .get(&(relation.schema.clone(), relation.name.clone()))
+        }) {
             for c in cols {
                 let verdict = self.decide_unmask(&relation.schema, &relation.name, &c.column);
                 if verdict.effect != Effect::Allow {
@@ -316,7 +351,11 @@ impl Scope {
                     let method = verdict
                         .policies
                         .iter()
-                        .find_map(|p| self.snapshot.meta(&cedar_policy::PolicyId::new(p)).and_then(|m| m.mask))
+                        .find_map(|p| {
+                            self.snapshot
+                                .meta(&cedar_policy::PolicyId::new(p))
+                                .and_then(|m| m.mask)
+                        })
                         .unwrap_or(MaskMethod::Redact);
                     masks.push(ColumnMask {
                         schema: relation.schema.clone(),

@@ -12,7 +12,10 @@ pub type ActionOnResource = (EntityUid, EntityUid, String);
 fn acts_on_reads(kind: StatementKind) -> bool {
     matches!(
         kind,
-        StatementKind::Select | StatementKind::CopyTo | StatementKind::Cursor | StatementKind::Explain
+        StatementKind::Select
+            | StatementKind::CopyTo
+            | StatementKind::Cursor
+            | StatementKind::Explain
     )
 }
 
@@ -23,8 +26,16 @@ pub fn for_statement(target: &str, a: &Attributes) -> Vec<ActionOnResource> {
     let action_name = a.kind.as_str();
     let action = uid::action(action_name);
     let select = uid::action("select");
-    let reads_action = if acts_on_reads(a.kind) { &action } else { &select };
-    let reads_name = if acts_on_reads(a.kind) { action_name } else { "select" };
+    let reads_action = if acts_on_reads(a.kind) {
+        &action
+    } else {
+        &select
+    };
+    let reads_name = if acts_on_reads(a.kind) {
+        action_name
+    } else {
+        "select"
+    };
     let mut out: Vec<ActionOnResource> = Vec::with_capacity(a.reads.len() + a.writes.len() + 1);
     for w in &a.writes {
         out.push((
@@ -45,7 +56,11 @@ pub fn for_statement(target: &str, a: &Attributes) -> Vec<ActionOnResource> {
     }
     let own_action_used = !a.writes.is_empty() || (acts_on_reads(a.kind) && !a.reads.is_empty());
     if !own_action_used {
-        out.push((action, uid::database(target), format!("{action_name} on {target}")));
+        out.push((
+            action,
+            uid::database(target),
+            format!("{action_name} on {target}"),
+        ));
     }
     out
 }

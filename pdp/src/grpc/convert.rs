@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use palisade_proto::convert::{attributes_from_pb, attributes_to_pb, kind_from_pb, kind_to_pb};
 use palisade_proto::v1 as pb;
 use palisade_sql::Attributes;
-pub use palisade_proto::convert::{attributes_from_pb, attributes_to_pb, kind_from_pb, kind_to_pb};
 
 use crate::engine::{ColumnMask, Effect, MaskMethod, Principal, SessionFacts, StatementVerdict};
 

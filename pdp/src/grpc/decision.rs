@@ -53,18 +53,28 @@ impl DecisionApi {
             match input.input {
                 None => return Err(Status::invalid_argument("a statement input is empty")),
                 Some(pb::statement_input::Input::Attributes(a)) => {
-                    let attributes = convert::attributes_from_pb(a)
-                        .map_err(|e| Status::invalid_argument(format!("bad statement attributes: {e}")))?;
+                    let attributes = convert::attributes_from_pb(a).map_err(|e| {
+                        Status::invalid_argument(format!("bad statement attributes: {e}"))
+                    })?;
                     let verdict = scope.decide_statement(&attributes);
                     out.push(convert::decision_to_pb(&verdict, None, ttl));
                 }
                 Some(pb::statement_input::Input::Sql(sql)) => {
-                    let path: Vec<&str> = self.settings.search_path.iter().map(String::as_str).collect();
+                    let path: Vec<&str> = self
+                        .settings
+                        .search_path
+                        .iter()
+                        .map(String::as_str)
+                        .collect();
                     match palisade_sql::analyze(&sql, &path) {
                         Ok(statements) => {
                             for s in statements {
                                 let verdict = scope.decide_statement(&s.attributes);
-                                out.push(convert::decision_to_pb(&verdict, Some(&s.attributes), ttl));
+                                out.push(convert::decision_to_pb(
+                                    &verdict,
+                                    Some(&s.attributes),
+                                    ttl,
+                                ));
                             }
                         }
                         Err(e) => {
@@ -83,13 +93,19 @@ impl DecisionApi {
     }
 }
 
-fn refusal(code: pb::RefusalCode, message: impl Into<String>, policies: Vec<String>) -> pb::OpenSessionResponse {
+fn refusal(
+    code: pb::RefusalCode,
+    message: impl Into<String>,
+    policies: Vec<String>,
+) -> pb::OpenSessionResponse {
     pb::OpenSessionResponse {
-        outcome: Some(pb::open_session_response::Outcome::Refused(pb::SessionRefusal {
-            code: code.into(),
-            message: message.into(),
-            determining_policies: policies,
-        })),
+        outcome: Some(pb::open_session_response::Outcome::Refused(
+            pb::SessionRefusal {
+                code: code.into(),
+                message: message.into(),
+                determining_policies: policies,
+            },
+        )),
     }
 }
 
@@ -138,7 +154,11 @@ impl DecisionService for DecisionApi {
             Ok(v) => v,
             Err(e) => {
                 info!(%agent, target = %facts.target, reason = %e, "session refused: token");
-                return Ok(Response::new(refusal(refusal_code(e.code()), e.to_string(), Vec::new())));
+                return Ok(Response::new(refusal(
+                    refusal_code(e.code()),
+                    e.to_string(),
+                    Vec::new(),
+                )));
             }
         };
         let expires_at = verified.expires_at;
@@ -146,7 +166,11 @@ impl DecisionService for DecisionApi {
         let scope = match self.sessions.scope_for(&principal, &facts) {
             Ok(s) => s,
             Err(e) => {
-                return Ok(Response::new(refusal(pb::RefusalCode::UnknownTarget, e.to_string(), Vec::new())));
+                return Ok(Response::new(refusal(
+                    pb::RefusalCode::UnknownTarget,
+                    e.to_string(),
+                    Vec::new(),
+                )));
             }
         };
         let connect = scope.decide_connect();
@@ -156,7 +180,11 @@ impl DecisionService for DecisionApi {
                 "{} may not connect to `{}`: {}",
                 principal.id, facts.target, connect.reason
             );
-            return Ok(Response::new(refusal(pb::RefusalCode::ConnectDenied, message, connect.policies)));
+            return Ok(Response::new(refusal(
+                pb::RefusalCode::ConnectDenied,
+                message,
+                connect.policies,
+            )));
         }
         let roles = scope.decide_roles(&grantable_roles);
         let granted: Vec<String> = roles
@@ -171,7 +199,11 @@ impl DecisionService for DecisionApi {
                 facts.target,
                 grantable_roles.join(", ")
             );
-            return Ok(Response::new(refusal(pb::RefusalCode::NoRole, message, Vec::new())));
+            return Ok(Response::new(refusal(
+                pb::RefusalCode::NoRole,
+                message,
+                Vec::new(),
+            )));
         }
         let now = SystemTime::now();
         let deadline = expires_at.min(now + self.settings.max_session);
@@ -215,7 +247,11 @@ impl DecisionService for DecisionApi {
             statements,
         } = request.into_inner();
         let scope = match subject {
-            None => return Err(Status::invalid_argument("a session_id or a token is required")),
+            None => {
+                return Err(Status::invalid_argument(
+                    "a session_id or a token is required",
+                ));
+            }
             Some(pb::decide_request::Subject::SessionId(id)) => {
                 let session = self
                     .sessions
@@ -223,7 +259,9 @@ impl DecisionService for DecisionApi {
                     .ok_or_else(|| Status::not_found(format!("unknown session `{id}`")))?;
                 if session.expired(SystemTime::now()) {
                     self.sessions.remove(&id);
-                    return Err(Status::failed_precondition("the session has passed its deadline"));
+                    return Err(Status::failed_precondition(
+                        "the session has passed its deadline",
+                    ));
                 }
                 self.sessions
                     .scope(&session)

@@ -46,8 +46,9 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
     let schema_src = read(&schema_path, SCHEMA_FILE, &mut problems);
     hasher.update(SCHEMA_FILE.as_bytes());
     hasher.update(schema_src.as_deref().unwrap_or_default().as_bytes());
-    let schema = schema_src.as_deref().and_then(|src| {
-        match Schema::from_cedarschema_str(src) {
+    let schema = schema_src
+        .as_deref()
+        .and_then(|src| match Schema::from_cedarschema_str(src) {
             Ok((schema, _warnings)) => Some(schema),
             Err(e) => {
                 problems.extend(PolicyProblem::from_diagnostic(
@@ -58,8 +59,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
                 ));
                 None
             }
-        }
-    });
+        });
 
     let targets_path = dir.join(TARGETS_FILE);
     let targets = if targets_path.exists() {
@@ -95,11 +95,24 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
                     ));
                 }
                 for (index, policy) in set.policies().enumerate() {
-                    add_policy(&name, &src, index, policy, &mut all, &mut meta, &mut problems);
+                    add_policy(
+                        &name,
+                        &src,
+                        index,
+                        policy,
+                        &mut all,
+                        &mut meta,
+                        &mut problems,
+                    );
                 }
             }
             Err(e) => {
-                problems.extend(PolicyProblem::from_diagnostic(&name, &src, &e, &e.to_string()));
+                problems.extend(PolicyProblem::from_diagnostic(
+                    &name,
+                    &src,
+                    &e,
+                    &e.to_string(),
+                ));
             }
         }
         sources.insert(name, src);
@@ -121,12 +134,20 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
             .map(|m| m.file.clone())
             .unwrap_or_default();
         let src = sources.get(&file).map(String::as_str).unwrap_or_default();
-        problems.extend(PolicyProblem::from_diagnostic(&file, src, error, &error.to_string()));
+        problems.extend(PolicyProblem::from_diagnostic(
+            &file,
+            src,
+            error,
+            &error.to_string(),
+        ));
     }
 
-    let entities = Entities::from_entities(targets::entities(&targets), Some(&schema))
-        .map_err(|e| {
-            PolicyProblem::whole_file(TARGETS_FILE, format!("target data does not fit the schema: {e}"))
+    let entities =
+        Entities::from_entities(targets::entities(&targets), Some(&schema)).map_err(|e| {
+            PolicyProblem::whole_file(
+                TARGETS_FILE,
+                format!("target data does not fit the schema: {e}"),
+            )
         });
     let entities = match entities {
         Ok(entities) => Some(entities),
@@ -238,7 +259,9 @@ fn add_policy(
                 "@approval belongs on a forbid policy (\"not without a review\")".to_owned(),
             ));
         } else if approval.is_empty() {
-            problems.push(locate("@approval must name at least one reviewer group".to_owned()));
+            problems.push(locate(
+                "@approval must name at least one reviewer group".to_owned(),
+            ));
         }
     }
     if let Err(e) = all.add(policy.new_id(id.clone())) {

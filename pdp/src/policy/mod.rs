@@ -75,10 +75,17 @@ mod tests {
         let snapshot = load_dir(&example_dir()).unwrap_or_else(|p| {
             panic!(
                 "{}",
-                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         });
-        assert!(snapshot.policy_ids().contains(&"ci-read-production".to_owned()));
+        assert!(
+            snapshot
+                .policy_ids()
+                .contains(&"ci-read-production".to_owned())
+        );
         assert!(snapshot.target("prod").is_some());
         assert_eq!(snapshot.version.len(), 16);
     }
@@ -123,7 +130,10 @@ mod tests {
         let problems = load_dir(dir.path()).unwrap_err();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(text.iter().any(|t| t.contains("already used")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("@approval belongs")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("@approval belongs")),
+            "{text:?}"
+        );
         assert!(text.iter().any(|t| t.contains("unknown @mask")), "{text:?}");
     }
 }

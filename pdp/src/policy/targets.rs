@@ -86,7 +86,9 @@ pub fn parse(source: &str) -> Result<Targets, Vec<PolicyProblem>> {
                 problems.push(problem_near(
                     source,
                     &path,
-                    format!("column `{path}` of target `{name}` must be written schema.table.column"),
+                    format!(
+                        "column `{path}` of target `{name}` must be written schema.table.column"
+                    ),
                 ));
                 continue;
             };
@@ -161,8 +163,7 @@ fn entity<const N: usize, const P: usize>(
         .map(|(k, v)| (k.to_owned(), RestrictedExpression::new_string(v.to_owned())));
     // INVARIANT: string attributes cannot fail evaluation; fall back to a bare
     // entity rather than panic if cedar ever says otherwise.
-    Entity::new_with_tags(id.clone(), attrs, parents, [])
-        .unwrap_or_else(|_| Entity::with_uid(id))
+    Entity::new_with_tags(id.clone(), attrs, parents, []).unwrap_or_else(|_| Entity::with_uid(id))
 }
 
 fn problem_near(source: &str, needle: &str, message: String) -> PolicyProblem {
@@ -206,7 +207,8 @@ roles = ["r"]
 
     #[test]
     fn unknown_fields_are_refused_with_a_line() {
-        let src = "[targets.prod]\nengine = \"postgresql\"\nenvironment = \"p\"\nenviroment = \"typo\"\n";
+        let src =
+            "[targets.prod]\nengine = \"postgresql\"\nenvironment = \"p\"\nenviroment = \"typo\"\n";
         let problems = parse(src).unwrap_err();
         assert_eq!(problems[0].line, 4, "{problems:?}");
     }

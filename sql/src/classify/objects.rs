@@ -9,13 +9,19 @@ use pg_query::protobuf::{Node, ObjectType, RoleSpec};
 
 use super::Class;
 use crate::kind::StatementKind;
-use crate::names::{dotted, inner, is_relation_member_type, is_relation_type, object_text, role_name, strings};
+use crate::names::{
+    dotted, inner, is_relation_member_type, is_relation_type, object_text, role_name, strings,
+};
 
 /// `(schema or "", name)` of a relation written as a name list; with
 /// `member`, the last name is a column/trigger/… of the relation.
 fn list_relation(items: &[Node], member: bool) -> Option<(&str, &str)> {
     let parts: Vec<&str> = strings(items).collect();
-    let parts = if member { parts.split_last()?.1 } else { &parts[..] };
+    let parts = if member {
+        parts.split_last()?.1
+    } else {
+        &parts[..]
+    };
     match parts {
         [] => None,
         [name] => Some(("", name)),
@@ -51,7 +57,12 @@ impl<'t> Class<'t> {
                     self.named_relations.push(rel);
                 }
                 if member {
-                    self.object(list.items.last().and_then(crate::names::sval).map(str::to_owned));
+                    self.object(
+                        list.items
+                            .last()
+                            .and_then(crate::names::sval)
+                            .map(str::to_owned),
+                    );
                 }
                 return;
             }
@@ -115,13 +126,18 @@ pub(super) fn privileges_and_names(node: &NodeEnum) -> Class<'_> {
         }
         NodeEnum::RenameStmt(r) => {
             let rename_type = r.rename_type();
-            let kind = if rename_type == ObjectType::ObjectRole { K::Role } else { K::Alter };
+            let kind = if rename_type == ObjectType::ObjectRole {
+                K::Role
+            } else {
+                K::Alter
+            };
             let mut c = Class::of(kind);
             match &r.relation {
                 // The relation itself is a range variable; a renamed relation
                 // also writes its new name, in the same schema.
                 Some(rel) if is_relation_type(rename_type) => {
-                    c.named_relations.push((rel.schemaname.as_str(), r.newname.as_str()));
+                    c.named_relations
+                        .push((rel.schemaname.as_str(), r.newname.as_str()));
                 }
                 Some(_) => {
                     c.object_str(&r.subname);
@@ -138,7 +154,9 @@ pub(super) fn privileges_and_names(node: &NodeEnum) -> Class<'_> {
         NodeEnum::AlterObjectSchemaStmt(a) => {
             let mut c = Class::of(K::Alter);
             match &a.relation {
-                Some(rel) => c.named_relations.push((a.newschema.as_str(), rel.relname.as_str())),
+                Some(rel) => c
+                    .named_relations
+                    .push((a.newschema.as_str(), rel.relname.as_str())),
                 None => c.typed_object(a.object_type(), a.object.as_deref()),
             }
             c.object_str(&a.newschema);
@@ -255,8 +273,12 @@ pub(super) fn alter(node: &NodeEnum) -> Class<'_> {
         NodeEnum::AlterEventTrigStmt(s) => c.object_str(&s.trigname),
         NodeEnum::AlterOpFamilyStmt(s) => c.names(&s.opfamilyname),
         NodeEnum::AlterStatsStmt(s) => c.names(&s.defnames),
-        NodeEnum::AlterFunctionStmt(s) => c.object(s.func.as_ref().and_then(|f| dotted(&f.objname))),
-        NodeEnum::AlterOperatorStmt(s) => c.object(s.opername.as_ref().and_then(|f| dotted(&f.objname))),
+        NodeEnum::AlterFunctionStmt(s) => {
+            c.object(s.func.as_ref().and_then(|f| dotted(&f.objname)))
+        }
+        NodeEnum::AlterOperatorStmt(s) => {
+            c.object(s.opername.as_ref().and_then(|f| dotted(&f.objname)))
+        }
         NodeEnum::AlterTypeStmt(s) => c.names(&s.type_name),
         NodeEnum::AlterEnumStmt(s) => c.names(&s.type_name),
         NodeEnum::AlterDatabaseStmt(s) => c.object_str(&s.dbname),
@@ -293,7 +315,14 @@ mod tests {
 
     fn class_of(sql: &str) -> (StatementKind, Vec<String>, Vec<(String, String)>) {
         let parsed = pg_query::parse(sql, 0).unwrap();
-        let node = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap().clone();
+        let node = parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .as_ref()
+            .unwrap()
+            .clone();
         let c = super::super::classify(&node);
         let rels = c
             .named_relations
@@ -374,10 +403,16 @@ mod tests {
 
     #[test]
     fn create_names_the_object() {
-        assert_eq!(class_of("CREATE FUNCTION s.f() RETURNS int AS 'select 1' LANGUAGE sql").1, ["s.f"]);
+        assert_eq!(
+            class_of("CREATE FUNCTION s.f() RETURNS int AS 'select 1' LANGUAGE sql").1,
+            ["s.f"]
+        );
         assert_eq!(class_of("CREATE EXTENSION dblink").1, ["dblink"]);
         assert_eq!(class_of("CREATE INDEX idx ON t (a)").1, ["idx"]);
-        assert_eq!(class_of("IMPORT FOREIGN SCHEMA r FROM SERVER srv INTO l").0, StatementKind::Create);
+        assert_eq!(
+            class_of("IMPORT FOREIGN SCHEMA r FROM SERVER srv INTO l").0,
+            StatementKind::Create
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `SET`/`RESET`, transactions, `COPY`, and `EXPLAIN`'s options.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{CopyStmt, ExplainStmt, TransactionStmt, TransactionStmtKind, VariableSetKind, VariableSetStmt};
+use pg_query::protobuf::{
+    CopyStmt, ExplainStmt, TransactionStmt, TransactionStmtKind, VariableSetKind, VariableSetStmt,
+};
 
 use super::{Class, sets_identity};
 use crate::kind::StatementKind;
@@ -37,7 +39,9 @@ pub(super) fn transaction(t: &TransactionStmt) -> Class<'_> {
     let savepoint = || t.savepoint_name.clone();
     let gid = || t.gid.clone();
     class.transaction = match t.kind() {
-        TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => Some(TransactionOp::Begin),
+        TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => {
+            Some(TransactionOp::Begin)
+        }
         TransactionStmtKind::TransStmtCommit => Some(TransactionOp::Commit),
         TransactionStmtKind::TransStmtRollback => Some(TransactionOp::Rollback),
         TransactionStmtKind::TransStmtSavepoint => Some(TransactionOp::Savepoint(savepoint())),
@@ -45,7 +49,9 @@ pub(super) fn transaction(t: &TransactionStmt) -> Class<'_> {
         TransactionStmtKind::TransStmtRollbackTo => Some(TransactionOp::RollbackTo(savepoint())),
         TransactionStmtKind::TransStmtPrepare => Some(TransactionOp::Prepare(gid())),
         TransactionStmtKind::TransStmtCommitPrepared => Some(TransactionOp::CommitPrepared(gid())),
-        TransactionStmtKind::TransStmtRollbackPrepared => Some(TransactionOp::RollbackPrepared(gid())),
+        TransactionStmtKind::TransStmtRollbackPrepared => {
+            Some(TransactionOp::RollbackPrepared(gid()))
+        }
         TransactionStmtKind::Undefined => None,
     };
     class
@@ -74,8 +80,16 @@ pub(super) fn set(v: &VariableSetStmt) -> Class<'_> {
     class.object_str(&v.name.to_ascii_lowercase());
     if v.name.eq_ignore_ascii_case("search_path") {
         class.search_path = match kind {
-            VariableSetKind::VarSetValue => Some(v.args.iter().filter_map(inner).filter_map(setting_text).collect()),
-            VariableSetKind::VarSetDefault | VariableSetKind::VarReset => Some(default_search_path()),
+            VariableSetKind::VarSetValue => Some(
+                v.args
+                    .iter()
+                    .filter_map(inner)
+                    .filter_map(setting_text)
+                    .collect(),
+            ),
+            VariableSetKind::VarSetDefault | VariableSetKind::VarReset => {
+                Some(default_search_path())
+            }
             VariableSetKind::VarSetCurrent
             | VariableSetKind::VarSetMulti
             | VariableSetKind::VarResetAll
@@ -90,7 +104,9 @@ fn setting_text(node: &NodeEnum) -> Option<String> {
     match node {
         NodeEnum::AConst(c) => match &c.val {
             Some(pg_query::protobuf::a_const::Val::Fval(f)) => Some(f.fval.clone()),
-            Some(pg_query::protobuf::a_const::Val::Boolval(b)) => Some(if b.boolval { "on" } else { "off" }.to_owned()),
+            Some(pg_query::protobuf::a_const::Val::Boolval(b)) => {
+                Some(if b.boolval { "on" } else { "off" }.to_owned())
+            }
             _ => object_text(node),
         },
         _ => object_text(node),
@@ -126,7 +142,14 @@ mod tests {
 
     fn classify(sql: &str) -> (StatementKind, Option<Vec<String>>, Vec<String>) {
         let parsed = pg_query::parse(sql, 0).unwrap();
-        let node = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap().clone();
+        let node = parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .as_ref()
+            .unwrap()
+            .clone();
         let class = super::super::classify(&node);
         (class.kind, class.search_path, class.objects)
     }
@@ -146,7 +169,12 @@ mod tests {
 
     #[test]
     fn resets_restore_the_default_path() {
-        for sql in ["RESET search_path", "SET search_path TO DEFAULT", "RESET ALL", "SET LOCAL search_path = DEFAULT"] {
+        for sql in [
+            "RESET search_path",
+            "SET search_path TO DEFAULT",
+            "RESET ALL",
+            "SET LOCAL search_path = DEFAULT",
+        ] {
             assert_eq!(classify(sql).1.unwrap(), ["$user", "public"], "{sql}");
         }
         assert_eq!(classify("SET work_mem = '1GB'").1, None);
@@ -156,7 +184,9 @@ mod tests {
     fn explain_analyze_options() {
         let analyzes = |sql: &str| {
             let parsed = pg_query::parse(sql, 0).unwrap();
-            let Some(NodeEnum::ExplainStmt(e)) = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone() else {
+            let Some(NodeEnum::ExplainStmt(e)) =
+                parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone()
+            else {
                 unreachable!()
             };
             explain_analyzes(&e)
@@ -176,20 +206,40 @@ mod tests {
     fn transactions_carry_their_names() {
         let op = |sql: &str| {
             let parsed = pg_query::parse(sql, 0).unwrap();
-            let Some(NodeEnum::TransactionStmt(t)) = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone() else {
+            let Some(NodeEnum::TransactionStmt(t)) =
+                parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone()
+            else {
                 unreachable!()
             };
             transaction(&t).transaction
         };
         assert_eq!(op("BEGIN"), Some(TransactionOp::Begin));
-        assert_eq!(op("START TRANSACTION READ ONLY"), Some(TransactionOp::Begin));
+        assert_eq!(
+            op("START TRANSACTION READ ONLY"),
+            Some(TransactionOp::Begin)
+        );
         assert_eq!(op("END"), Some(TransactionOp::Commit));
         assert_eq!(op("ABORT"), Some(TransactionOp::Rollback));
-        assert_eq!(op("SAVEPOINT s1"), Some(TransactionOp::Savepoint("s1".into())));
+        assert_eq!(
+            op("SAVEPOINT s1"),
+            Some(TransactionOp::Savepoint("s1".into()))
+        );
         assert_eq!(op("RELEASE s1"), Some(TransactionOp::Release("s1".into())));
-        assert_eq!(op("ROLLBACK TO SAVEPOINT s1"), Some(TransactionOp::RollbackTo("s1".into())));
-        assert_eq!(op("PREPARE TRANSACTION 'g'"), Some(TransactionOp::Prepare("g".into())));
-        assert_eq!(op("COMMIT PREPARED 'g'"), Some(TransactionOp::CommitPrepared("g".into())));
-        assert_eq!(op("ROLLBACK PREPARED 'g'"), Some(TransactionOp::RollbackPrepared("g".into())));
+        assert_eq!(
+            op("ROLLBACK TO SAVEPOINT s1"),
+            Some(TransactionOp::RollbackTo("s1".into()))
+        );
+        assert_eq!(
+            op("PREPARE TRANSACTION 'g'"),
+            Some(TransactionOp::Prepare("g".into()))
+        );
+        assert_eq!(
+            op("COMMIT PREPARED 'g'"),
+            Some(TransactionOp::CommitPrepared("g".into()))
+        );
+        assert_eq!(
+            op("ROLLBACK PREPARED 'g'"),
+            Some(TransactionOp::RollbackPrepared("g".into()))
+        );
     }
 }

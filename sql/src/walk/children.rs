@@ -3,8 +3,8 @@
 
 //! Direct children of every parse-tree node, with the field they sit in.
 
-use pg_query::protobuf::Node;
 use pg_query::NodeRef;
+use pg_query::protobuf::Node;
 
 /// The field of the parent node a child was found in; the walker derives context from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1189,7 +1189,11 @@ pub(crate) fn for_each_child<'a>(parent: NodeRef<'a>, visit: &mut impl FnMut(Fie
         NodeRef::CtecycleClause(n) => {
             nodes(visit, Field::CycleColList, &n.cycle_col_list);
             node(visit, Field::CycleMarkValue, n.cycle_mark_value.as_deref());
-            node(visit, Field::CycleMarkDefault, n.cycle_mark_default.as_deref());
+            node(
+                visit,
+                Field::CycleMarkDefault,
+                n.cycle_mark_default.as_deref(),
+            );
         }
         NodeRef::CtesearchClause(n) => {
             nodes(visit, Field::SearchColList, &n.search_col_list);
@@ -1330,7 +1334,11 @@ pub(crate) fn for_each_child<'a>(parent: NodeRef<'a>, visit: &mut impl FnMut(Fie
                 visit(Field::Relation, NodeRef::RangeVar(c));
             }
             nodes(visit, Field::IndexParams, &n.index_params);
-            nodes(visit, Field::IndexIncludingParams, &n.index_including_params);
+            nodes(
+                visit,
+                Field::IndexIncludingParams,
+                &n.index_including_params,
+            );
             nodes(visit, Field::Options, &n.options);
             node(visit, Field::WhereClause, n.where_clause.as_deref());
             nodes(visit, Field::ExcludeOpNames, &n.exclude_op_names);
@@ -1670,7 +1678,11 @@ pub(crate) fn for_each_child<'a>(parent: NodeRef<'a>, visit: &mut impl FnMut(Fie
             nodes(visit, Field::ArbiterElems, &n.arbiter_elems);
             node(visit, Field::ArbiterWhere, n.arbiter_where.as_deref());
             nodes(visit, Field::OnConflictSet, &n.on_conflict_set);
-            node(visit, Field::OnConflictWhere, n.on_conflict_where.as_deref());
+            node(
+                visit,
+                Field::OnConflictWhere,
+                n.on_conflict_where.as_deref(),
+            );
             nodes(visit, Field::ExclRelTlist, &n.excl_rel_tlist);
         }
         NodeRef::OpExpr(n) => {
@@ -1736,7 +1748,11 @@ pub(crate) fn for_each_child<'a>(parent: NodeRef<'a>, visit: &mut impl FnMut(Fie
                 visit(Field::Jointree, NodeRef::FromExpr(c));
             }
             nodes(visit, Field::MergeActionList, &n.merge_action_list);
-            node(visit, Field::MergeJoinCondition, n.merge_join_condition.as_deref());
+            node(
+                visit,
+                Field::MergeJoinCondition,
+                n.merge_join_condition.as_deref(),
+            );
             nodes(visit, Field::TargetList, &n.target_list);
             if let Some(c) = &n.on_conflict {
                 visit(Field::OnConflict, NodeRef::OnConflictExpr(c));

@@ -44,7 +44,11 @@ impl<'t> Scopes<'t> {
     }
 
     /// A new scope under `parent` that sees the CTE names given.
-    pub(crate) fn push(&mut self, parent: ScopeId, ctes: impl IntoIterator<Item = &'t str>) -> ScopeId {
+    pub(crate) fn push(
+        &mut self,
+        parent: ScopeId,
+        ctes: impl IntoIterator<Item = &'t str>,
+    ) -> ScopeId {
         self.arena.push(Scope {
             parent: Some(parent),
             ctes: ctes.into_iter().collect(),
@@ -80,7 +84,9 @@ impl<'t> Scopes<'t> {
 
     /// The innermost FROM item called `name`, seen from `scope`.
     pub(crate) fn binding(&self, scope: ScopeId, name: &str) -> Option<&Binding<'t>> {
-        self.chain(scope).flat_map(|s| s.bindings.iter()).find(|b| b.name == name)
+        self.chain(scope)
+            .flat_map(|s| s.bindings.iter())
+            .find(|b| b.name == name)
     }
 
     /// The FROM items of the innermost scope that has any.
@@ -94,9 +100,18 @@ impl<'t> Scopes<'t> {
     /// Resolves an unqualified column: to every relation of the nearest FROM
     /// clause (PostgreSQL picks the one that has the column; without the
     /// catalog, all are candidates), or to no relation.
-    pub(crate) fn unqualified_column(&self, scope: ScopeId, column: &str, out: &mut Vec<ColumnRef>) {
+    pub(crate) fn unqualified_column(
+        &self,
+        scope: ScopeId,
+        column: &str,
+        out: &mut Vec<ColumnRef>,
+    ) {
         let mut found = false;
-        for relation in self.nearest_bindings(scope).iter().flat_map(|b| b.relations.iter()) {
+        for relation in self
+            .nearest_bindings(scope)
+            .iter()
+            .flat_map(|b| b.relations.iter())
+        {
             found = true;
             out.push(ColumnRef {
                 relation: Some(relation.clone()),
@@ -166,6 +181,12 @@ mod tests {
         let scopes = Scopes::new();
         let mut out = Vec::new();
         scopes.unqualified_column(0, "id", &mut out);
-        assert_eq!(out, [ColumnRef { relation: None, column: "id".into() }]);
+        assert_eq!(
+            out,
+            [ColumnRef {
+                relation: None,
+                column: "id".into()
+            }]
+        );
     }
 }
