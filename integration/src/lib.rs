@@ -6,4 +6,5 @@ pub mod agent;
 pub mod clients;
 pub mod ports;
 pub mod postgres;
+pub mod raw;
 pub mod stack;
