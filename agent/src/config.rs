@@ -61,6 +61,10 @@ pub struct PdpConfig {
     /// Default 3s.
     #[serde(default = "default_decision_timeout", with = "humantime_serde")]
     pub decision_timeout: Duration,
+    /// How often the agent asks which policy version is active, so cached
+    /// decisions are dropped promptly after a policy edit. Default 2s.
+    #[serde(default = "default_policy_poll", with = "humantime_serde")]
+    pub policy_poll_interval: Duration,
 }
 
 /// Whether the upstream connection uses TLS.
@@ -148,6 +152,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_decision_timeout() -> Duration {
     Duration::from_secs(3)
+}
+fn default_policy_poll() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_pg_port() -> u16 {
     5432

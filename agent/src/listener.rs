@@ -106,6 +106,7 @@ pub async fn serve(
         info!(%addr, tls = ctx.client_tls.is_some(), "agent listening");
     }
     let mut sessions = tokio::task::JoinSet::new();
+    let poller = tokio::spawn(poll_policy_version(ctx.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -137,6 +138,21 @@ pub async fn serve(
     })
     .await;
     sessions.abort_all();
+    poller.abort();
+}
+
+/// Keeps the shared policy version current, so every session's cached
+/// decisions are dropped soon after a policy edit, even when all of its
+/// statements are cache hits.
+async fn poll_policy_version(ctx: AgentContext) {
+    let mut ticker = tokio::time::interval(ctx.config.pdp.policy_poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Ok(version) = ctx.pdp.policy_version().await {
+            ctx.version.observe(&version);
+        }
+    }
 }
 
 async fn handle(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, ctx: AgentContext) {

@@ -83,6 +83,7 @@ pub fn agent_config(
             key: agent.pdp_client.key.clone(),
             server_name: Some("localhost".to_owned()),
             decision_timeout: Duration::from_secs(2),
+            policy_poll_interval: Duration::from_millis(200),
         },
         targets,
         limits: Limits::default(),
@@ -100,6 +101,8 @@ pub struct RunningAgent {
     task: tokio::task::JoinHandle<()>,
     /// The CA clients verify the agent with.
     pub ca: PathBuf,
+    /// Where the metrics endpoint listens, when configured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RunningAgent {
@@ -108,7 +111,22 @@ impl RunningAgent {
         install_crypto();
         let listener = tokio::net::TcpListener::bind(config.listen.addr).await?;
         let addr = listener.local_addr()?;
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => {
+                let listener = palisade_agent::metrics::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let ctx = AgentContext::new(config)?;
+        let metrics_addr = metrics_addr.map(|(listener, bound)| {
+            tokio::spawn(palisade_agent::metrics::serve(
+                listener,
+                ctx.metrics.clone(),
+            ));
+            bound
+        });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_ctx = ctx.clone();
         let task = tokio::spawn(async move {
@@ -128,6 +146,7 @@ impl RunningAgent {
             shutdown: Some(tx),
             task,
             ca,
+            metrics_addr,
         })
     }
 

@@ -65,7 +65,9 @@ impl RawClient {
             bail!("the agent declined TLS");
         }
         let connector = tokio_rustls::TlsConnector::from(tls_config(ca, None)?);
-        let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
         Ok(Self::new(Box::new(tls)))
     }
 
@@ -73,14 +75,21 @@ impl RawClient {
     pub async fn direct_tls(addr: std::net::SocketAddr, ca: &Path) -> anyhow::Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         let connector = tokio_rustls::TlsConnector::from(tls_config(ca, Some(b"postgresql"))?);
-        let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
         Ok(Self::new(Box::new(tls)))
     }
 
     /// Sends a startup message with `params` (protocol 3.`minor`) and the
     /// token as password; returns every message up to the first
     /// ReadyForQuery (or the error that ended startup).
-    pub async fn startup(&mut self, minor: u16, params: &[(&str, &str)], token: &str) -> anyhow::Result<Vec<Frame>> {
+    pub async fn startup(
+        &mut self,
+        minor: u16,
+        params: &[(&str, &str)],
+        token: &str,
+    ) -> anyhow::Result<Vec<Frame>> {
         let mut out = BytesMut::new();
         write::startup_message_with_minor(&mut out, minor, params)?;
         self.send(&out).await?;
@@ -111,7 +120,9 @@ impl RawClient {
 
     /// The next message, within 10 s.
     pub async fn recv(&mut self) -> anyhow::Result<Frame> {
-        self.recv_within(Duration::from_secs(10)).await?.context("no message within 10 s")
+        self.recv_within(Duration::from_secs(10))
+            .await?
+            .context("no message within 10 s")
     }
 
     /// The next message, or `None` when none comes within `wait`.

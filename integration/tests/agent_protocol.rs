@@ -16,9 +16,19 @@ use palisade_agent::codec::{Target, write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn session(stack: &Stack, token: &str) -> RawClient {
-    let mut c = RawClient::tls(stack.agent.addr, &stack.agent.ca).await.unwrap();
+    let mut c = RawClient::tls(stack.agent.addr, &stack.agent.ca)
+        .await
+        .unwrap();
     let frames = c
-        .startup(0, &[("user", "ci"), ("database", "prod"), ("application_name", "raw")], token)
+        .startup(
+            0,
+            &[
+                ("user", "ci"),
+                ("database", "prod"),
+                ("application_name", "raw"),
+            ],
+            token,
+        )
         .await
         .unwrap();
     assert_eq!(frames.last().unwrap().tag(), b'Z', "{}", tags(&frames));
@@ -43,7 +53,15 @@ async fn extended_protocol_flush_errors_and_sync() {
     assert_eq!(tags(&got), "1tT");
     // Then Bind/Execute/Sync.
     out.clear();
-    write::bind(&mut out, "", "s1", &[0i16; 0], [Some(b"5".as_slice())], &[0i16; 0]).unwrap();
+    write::bind(
+        &mut out,
+        "",
+        "s1",
+        &[0i16; 0],
+        [Some(b"5".as_slice())],
+        &[0i16; 0],
+    )
+    .unwrap();
     write::execute(&mut out, "", 0).unwrap();
     write::sync(&mut out);
     c.send(&out).await.unwrap();
@@ -53,14 +71,28 @@ async fn extended_protocol_flush_errors_and_sync() {
     // and never a ReadyForQuery inside the run.
     out.clear();
     write::parse(&mut out, "", "DELETE FROM orders", &[]).unwrap();
-    write::bind(&mut out, "", "", &[0i16; 0], Vec::<Option<&[u8]>>::new(), &[0i16; 0]).unwrap();
+    write::bind(
+        &mut out,
+        "",
+        "",
+        &[0i16; 0],
+        Vec::<Option<&[u8]>>::new(),
+        &[0i16; 0],
+    )
+    .unwrap();
     write::execute(&mut out, "", 0).unwrap();
     write::flush(&mut out);
     c.send(&out).await.unwrap();
     let e = c.recv().await.unwrap();
     assert_eq!(e.tag(), b'E');
     assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
-    assert!(c.recv_within(Duration::from_millis(300)).await.unwrap().is_none(), "nothing more before Sync");
+    assert!(
+        c.recv_within(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing more before Sync"
+    );
     out.clear();
     write::sync(&mut out);
     c.send(&out).await.unwrap();
@@ -70,10 +102,26 @@ async fn extended_protocol_flush_errors_and_sync() {
     // where the refused statement stood, and the rest up to Sync is skipped.
     out.clear();
     write::parse(&mut out, "", "SELECT 1", &[]).unwrap();
-    write::bind(&mut out, "", "", &[0i16; 0], Vec::<Option<&[u8]>>::new(), &[0i16; 0]).unwrap();
+    write::bind(
+        &mut out,
+        "",
+        "",
+        &[0i16; 0],
+        Vec::<Option<&[u8]>>::new(),
+        &[0i16; 0],
+    )
+    .unwrap();
     write::execute(&mut out, "", 0).unwrap();
     write::parse(&mut out, "", "DROP TABLE orders", &[]).unwrap();
-    write::bind(&mut out, "", "", &[0i16; 0], Vec::<Option<&[u8]>>::new(), &[0i16; 0]).unwrap();
+    write::bind(
+        &mut out,
+        "",
+        "",
+        &[0i16; 0],
+        Vec::<Option<&[u8]>>::new(),
+        &[0i16; 0],
+    )
+    .unwrap();
     write::execute(&mut out, "", 0).unwrap();
     write::parse(&mut out, "", "SELECT 2", &[]).unwrap();
     write::sync(&mut out);
@@ -82,7 +130,11 @@ async fn extended_protocol_flush_errors_and_sync() {
 
     // Several statements and result sets in one Query, one ReadyForQuery.
     out.clear();
-    write::query(&mut out, "SELECT 1; SELECT 2, 3; SET application_name = 'x'").unwrap();
+    write::query(
+        &mut out,
+        "SELECT 1; SELECT 2, 3; SET application_name = 'x'",
+    )
+    .unwrap();
     c.send(&out).await.unwrap();
     assert_eq!(tags(&c.until_ready().await.unwrap()), "TDCTDCCSZ");
 }
@@ -93,7 +145,14 @@ async fn fastpath_is_refused_and_notifications_flow_while_idle() {
     let mut c = session(&stack, &stack.ci_token().unwrap()).await;
     let mut out = BytesMut::new();
     // FunctionCall of pg_read_file's OID (2624) with a path argument.
-    write::function_call(&mut out, 2624, &[0i16; 0], [Some(b"/etc/passwd".as_slice())], 0).unwrap();
+    write::function_call(
+        &mut out,
+        2624,
+        &[0i16; 0],
+        [Some(b"/etc/passwd".as_slice())],
+        0,
+    )
+    .unwrap();
     c.send(&out).await.unwrap();
     let frames = c.until_ready().await.unwrap();
     assert_eq!(tags(&frames), "EZ");
@@ -123,17 +182,28 @@ async fn negotiation_gssenc_and_direct_tls() {
     assert_eq!(tcp.read_u8().await.unwrap(), b'N');
 
     // A newer minor version and a protocol option get NegotiateProtocolVersion.
-    let mut c = RawClient::tls(stack.agent.addr, &stack.agent.ca).await.unwrap();
+    let mut c = RawClient::tls(stack.agent.addr, &stack.agent.ca)
+        .await
+        .unwrap();
     let frames = c
-        .startup(2, &[("user", "ci"), ("database", "prod"), ("_pq_.test", "1")], &token)
+        .startup(
+            2,
+            &[("user", "ci"), ("database", "prod"), ("_pq_.test", "1")],
+            &token,
+        )
         .await
         .unwrap();
     assert_eq!(frames[0].tag(), b'v', "{}", tags(&frames));
     assert_eq!(frames.last().unwrap().tag(), b'Z');
 
     // PostgreSQL 17 direct TLS (ALPN postgresql).
-    let mut c = RawClient::direct_tls(stack.agent.addr, &stack.agent.ca).await.unwrap();
-    let frames = c.startup(0, &[("user", "ci"), ("database", "prod")], &token).await.unwrap();
+    let mut c = RawClient::direct_tls(stack.agent.addr, &stack.agent.ca)
+        .await
+        .unwrap();
+    let frames = c
+        .startup(0, &[("user", "ci"), ("database", "prod")], &token)
+        .await
+        .unwrap();
     assert_eq!(frames.last().unwrap().tag(), b'Z', "{}", tags(&frames));
 }
 
@@ -180,7 +250,10 @@ async fn hostile_input_ends_only_that_connection() {
 
     // A client that never sends its startup is let go.
     let mut silent = RawClient::new(Box::new(RawClient::tcp(stack.agent.addr).await.unwrap()));
-    assert!(silent.closed_within(Duration::from_secs(10)).await, "startup timeout");
+    assert!(
+        silent.closed_within(Duration::from_secs(10)).await,
+        "startup timeout"
+    );
 
     // The bystander never noticed.
     let rows = bystander.simple_query("SELECT 1").await.unwrap();
@@ -193,7 +266,11 @@ async fn idle_sessions_are_ended_with_a_clear_error() {
         .await
         .unwrap();
     let mut idle = session(&stack, &stack.ci_token().unwrap()).await;
-    let e = idle.recv_within(Duration::from_secs(10)).await.unwrap().expect("a goodbye");
+    let e = idle
+        .recv_within(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("a goodbye");
     assert_eq!(sqlstate(&e).as_deref(), Some("57P05"));
     assert!(idle.closed_within(Duration::from_secs(5)).await);
 }

@@ -281,12 +281,11 @@ impl Enforcer {
 }
 
 fn refusal(d: &Decision, what: &str) -> Refusal {
-    let policies = if d.policies.is_empty() {
-        "no policy permits it".to_owned()
-    } else {
-        format!("policy {}", d.policies.join(", "))
-    };
-    let mut message = format!("palisade: statement {what} by {policies}");
+    let mut message = format!("palisade: statement {what}");
+    if !d.policies.is_empty() {
+        message.push_str(" by policy ");
+        message.push_str(&d.policies.join(", "));
+    }
     if !d.reason.is_empty() {
         message.push_str(": ");
         message.push_str(&d.reason);

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use palisade_proto::v1 as pb;
 use palisade_sql::Attributes;
 use pb::decision_service_client::DecisionServiceClient;
+use pb::policy_service_client::PolicyServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::PdpConfig;
@@ -87,6 +88,7 @@ pub struct ClientFacts {
 #[derive(Clone)]
 pub struct PdpClient {
     clients: Arc<Vec<DecisionServiceClient<Channel>>>,
+    status: Arc<Vec<PolicyServiceClient<Channel>>>,
     timeout: Duration,
 }
 
@@ -99,6 +101,7 @@ impl PdpClient {
         let ca = Certificate::from_pem(read(&config.ca)?);
         let identity = Identity::from_pem(read(&config.cert)?, read(&config.key)?);
         let mut clients = Vec::new();
+        let mut status = Vec::new();
         for url in &config.endpoints {
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(ca.clone())
@@ -120,6 +123,7 @@ impl PdpClient {
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_while_idle(true)
                 .connect_lazy();
+            status.push(PolicyServiceClient::new(channel.clone()));
             clients.push(DecisionServiceClient::new(channel));
         }
         if clients.is_empty() {
@@ -127,6 +131,7 @@ impl PdpClient {
         }
         Ok(Self {
             clients: Arc::new(clients),
+            status: Arc::new(status),
             timeout: config.decision_timeout,
         })
     }
@@ -233,6 +238,27 @@ impl PdpClient {
             .map(convert::decision)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((decisions, response.policy_version))
+    }
+
+    /// The version of the policy set the PDP enforces now.
+    pub async fn policy_version(&self) -> Result<String, PdpError> {
+        let attempt = async {
+            let mut last = PdpError::Rpc("no endpoint".into());
+            for client in self.status.iter() {
+                match client
+                    .clone()
+                    .get_policy_status(pb::GetPolicyStatusRequest {})
+                    .await
+                {
+                    Ok(r) => return Ok(r.into_inner().version),
+                    Err(status) => last = PdpError::Rpc(status.message().to_owned()),
+                }
+            }
+            Err(last)
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .map_err(|_| PdpError::Timeout(self.timeout))?
     }
 
     /// Tells the PDP the session ended (best effort).

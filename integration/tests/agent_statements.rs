@@ -1,0 +1,182 @@
+//! Statement forms work through the agent and are decided as what they are;
+//! cached decisions follow policy edits; the metrics endpoint reports.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
+use std::time::Duration;
+
+use integration::agent::Stack;
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::error::SqlState;
+
+fn values(messages: &[SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn statement_forms_work_and_are_decided_as_what_they_are() {
+    let stack = Stack::start().await.unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    // SQL-level PREPARE / EXECUTE / DEALLOCATE of an allowed statement.
+    ci.simple_query("PREPARE one(int) AS SELECT total FROM orders WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&ci.simple_query("EXECUTE one(3)").await.unwrap()),
+        ["30"]
+    );
+    ci.simple_query("DEALLOCATE one").await.unwrap();
+    let e = ci.simple_query("EXECUTE one(3)").await.unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+    // Cursors in a transaction block.
+    ci.simple_query("BEGIN").await.unwrap();
+    ci.simple_query("DECLARE c CURSOR FOR SELECT id FROM orders ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&ci.simple_query("FETCH 2 FROM c").await.unwrap()),
+        ["1", "2"]
+    );
+    ci.simple_query("CLOSE c").await.unwrap();
+    ci.simple_query("COMMIT").await.unwrap();
+    // A cursor over a refused statement is refused.
+    ci.simple_query("BEGIN").await.unwrap();
+    let e = ci
+        .simple_query("DECLARE d CURSOR FOR SELECT pg_read_file('/etc/passwd')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+    ci.simple_query("ROLLBACK").await.unwrap();
+    // Writes and DDL in the sandbox, EXPLAIN, SET/SHOW.
+    ci.simple_query("CREATE TABLE migrations_tmp.t (id int)")
+        .await
+        .unwrap();
+    ci.simple_query("INSERT INTO migrations_tmp.t SELECT id FROM orders WHERE id < 5")
+        .await
+        .unwrap();
+    ci.simple_query("EXPLAIN SELECT * FROM orders")
+        .await
+        .unwrap();
+    ci.simple_query("SET statement_timeout = '5s'")
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&ci.simple_query("SHOW statement_timeout").await.unwrap()),
+        ["5s"]
+    );
+    // Identity changes are refused for CI.
+    let e = ci.simple_query("SET ROLE postgres").await.unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+
+    // DO and CALL: refused for CI, allowed for a dba (decided as code).
+    let e = ci
+        .simple_query("DO $$ BEGIN PERFORM 1; END $$")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+    let dba = stack.connect(&stack.dba_token().unwrap()).await.unwrap();
+    dba.simple_query("CREATE PROCEDURE migrations_tmp.bump() LANGUAGE sql AS $$ INSERT INTO migrations_tmp.backfill VALUES (77) $$")
+        .await
+        .unwrap();
+    dba.simple_query("CALL migrations_tmp.bump()")
+        .await
+        .unwrap();
+    dba.simple_query("DO $$ BEGIN PERFORM 1; END $$")
+        .await
+        .unwrap();
+    let e = ci
+        .simple_query("CALL migrations_tmp.bump()")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
+}
+
+#[tokio::test]
+async fn cached_decisions_follow_policy_edits_without_reconnecting() {
+    let stack = Stack::start().await.unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    let sql = "SELECT revenue FROM reporting.daily";
+    ci.simple_query(sql).await.unwrap();
+    ci.simple_query(sql).await.unwrap();
+    std::fs::write(
+        stack.fixture.policy_dir.join("close-reporting.cedar"),
+        "@id(\"close-reporting\")\n@reason(\"reporting is closed for maintenance\")\nforbid(principal, action, resource in Palisade::Schema::\"prod/reporting\");\n",
+    )
+    .unwrap();
+    let mut refused = None;
+    for _ in 0..50 {
+        match ci.simple_query(sql).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the edit was not enforced within 5 s");
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert!(db.message().contains("close-reporting"), "{}", db.message());
+    assert!(
+        db.message().contains("closed for maintenance"),
+        "{}",
+        db.message()
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_sessions_and_decisions() {
+    let stack = Stack::start_with(|c| c.metrics_listen = Some(([127, 0, 0, 1], 0).into()))
+        .await
+        .unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    ci.simple_query("SELECT 1").await.unwrap();
+    let _ = ci.simple_query("DELETE FROM orders").await;
+    // Over HTTP, as Prometheus scrapes it.
+    let addr = stack.agent.metrics_addr.expect("metrics listener");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("palisade_sessions_active 1"), "{text}");
+    assert!(
+        text.contains("palisade_statements_total{decision=\"allow\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_statements_total{decision=\"deny\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("palisade_decision_seconds_count"), "{text}");
+}
