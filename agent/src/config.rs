@@ -23,6 +23,23 @@ pub struct AgentConfig {
     /// Address of the Prometheus metrics endpoint; none when absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// The audit trail.
+    pub audit: AuditSettings,
+    /// This agent's name in audit events and logs. Default: the host name.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// What the agent records, and where it spools it before the PDP has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The local append-only spool (directory, cap, behaviour when full).
+    pub spool: crate::audit::SpoolConfig,
+    /// Keep statement texts normalized (literals replaced by `$n`) instead of
+    /// verbatim. Passwords in role statements are always redacted.
+    #[serde(default)]
+    pub redact_literals: bool,
 }
 
 /// The client-facing listener.
@@ -232,6 +249,7 @@ impl AgentConfig {
         {
             fix(p);
         }
+        fix(&mut self.audit.spool.dir);
         fix(&mut self.pdp.ca);
         fix(&mut self.pdp.cert);
         fix(&mut self.pdp.key);

@@ -33,6 +33,9 @@ pub enum StartError {
     /// The PDP client could not be built.
     #[error("{0}")]
     Pdp(#[from] PdpError),
+    /// The audit spool could not be opened.
+    #[error("audit spool: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 fn upstream_tls(config: &AgentConfig) -> Result<Option<Arc<rustls::ClientConfig>>, StartError> {
@@ -67,8 +70,9 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartError> {
 }
 
 impl AgentContext {
-    /// Builds the shared handles from a validated configuration.
-    pub fn new(config: AgentConfig) -> Result<Self, StartError> {
+    /// Builds the shared handles from a validated configuration, and opens
+    /// (recovers) the audit spool.
+    pub async fn new(config: AgentConfig) -> Result<Self, StartError> {
         let client_tls = match (&config.listen.tls_cert, &config.listen.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(frontend::server_config(cert, key).map_err(StartError::ClientTls)?)
@@ -81,16 +85,35 @@ impl AgentContext {
                 warn!(target = %name, user = %t.user, "target uses a static database credential (no just-in-time roles)");
             }
         }
+        let pdp = PdpClient::new(&config.pdp)?;
+        let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
+        let channel = pdp
+            .channel()
+            .ok_or_else(|| PdpError::Config("no PDP endpoint".to_owned()))?;
+        let audit =
+            crate::audit::AuditLog::open(config.audit.spool.clone(), channel, agent_id.clone())
+                .await?;
         Ok(Self {
-            pdp: PdpClient::new(&config.pdp)?,
+            pdp,
+            redact_literals: config.audit.redact_literals,
             config: Arc::new(config),
             client_tls,
             upstream_tls,
             cancel: CancelRegistry::default(),
             version: Arc::new(PolicyVersion::default()),
             metrics: Arc::new(Metrics::default()),
+            agent_id,
+            audit: Some(audit),
         })
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agent".to_owned())
 }
 
 /// Accepts clients on `listener` until `shutdown` completes, then stops
@@ -139,6 +162,11 @@ pub async fn serve(
     .await;
     sessions.abort_all();
     poller.abort();
+    if let Some(audit) = &ctx.audit
+        && let Err(e) = audit.flush(drain).await
+    {
+        warn!(error = %e, "audit events still in the spool at shutdown; they are sent at the next start");
+    }
 }
 
 /// Keeps the shared policy version current, so every session's cached

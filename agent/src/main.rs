@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let config = AgentConfig::load(&args.config)?;
     let addr = config.listen.addr;
     let metrics_addr = config.metrics_listen;
-    let ctx = AgentContext::new(config)?;
+    let ctx = AgentContext::new(config).await?;
     if let Some(addr) = metrics_addr {
         let listener = metrics::bind(addr)
             .await

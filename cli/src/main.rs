@@ -1,6 +1,8 @@
 //! `palisade`: the admin command (certificates, policy tooling, dev tokens).
 
 mod policy;
+mod remote;
+mod sessions;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,26 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Mint a token from the DEVELOPMENT issuer (never for production).
     Token(token::TokenArgs),
+    /// Recorded sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Show a recorded session as a timeline.
+    Replay(sessions::ReplayArgs),
+    /// The audit trail's integrity.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List recorded sessions, newest first.
+    List(sessions::ListArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chains; names the first broken event.
+    Verify(sessions::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -33,13 +55,21 @@ enum CertsCommand {
     Init(certs::InitArgs),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Certs(CertsCommand::Init(args)) => certs::init(&args).map(|_| ()),
         Command::Token(args) => token::run(&args),
         Command::Policy(command) => return policy::run(&command),
+        Command::Sessions(SessionsCommand::List(args)) => sessions::list(&args).await,
+        Command::Replay(args) => sessions::replay(&args).await,
+        Command::Audit(AuditCommand::Verify(args)) => match sessions::verify(&args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(2),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade_agent::config::{
-    AgentConfig, Limits, ListenConfig, PdpConfig, TargetConfig, UpstreamTls,
+    AgentConfig, AuditSettings, Limits, ListenConfig, PdpConfig, TargetConfig, UpstreamTls,
 };
 use palisade_agent::context::AgentContext;
 
@@ -88,6 +88,11 @@ pub fn agent_config(
         targets,
         limits: Limits::default(),
         metrics_listen: None,
+        audit: AuditSettings {
+            spool: palisade_agent::audit::SpoolConfig::new(fixture.dir.path().join("spool")),
+            redact_literals: false,
+        },
+        agent_id: Some(agent.name.clone()),
     })
 }
 
@@ -119,7 +124,7 @@ impl RunningAgent {
             }
             None => None,
         };
-        let ctx = AgentContext::new(config)?;
+        let ctx = AgentContext::new(config).await?;
         let metrics_addr = metrics_addr.map(|(listener, bound)| {
             tokio::spawn(palisade_agent::metrics::serve(
                 listener,
@@ -247,5 +252,118 @@ impl Stack {
     /// happened there).
     pub async fn direct(&self) -> anyhow::Result<tokio_postgres::Client> {
         self.pg.connect("prod").await
+    }
+}
+
+/// An agent running as its own process (`palisade-agent`), for tests that
+/// kill it.
+pub struct AgentProcess {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    config_path: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    /// Writes a configuration equivalent to [`agent_config`] (listening on
+    /// `addr`, spooling to `spool`) and starts the binary.
+    pub async fn start(
+        fixture: &Fixture,
+        pdp_url: &str,
+        pg: &TestPostgres,
+        addr: std::net::SocketAddr,
+        spool: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let agent = fixture
+            .certs
+            .agents
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no agent certificate"))?;
+        let password_file = fixture.dir.path().join("prod.password");
+        std::fs::write(&password_file, pg.superuser_password())?;
+        let config_path = fixture.dir.path().join("agent.toml");
+        let toml = format!(
+            r#"agent_id = "{name}"
+
+[listen]
+addr = "{addr}"
+tls_cert = "{tls_cert}"
+tls_key = "{tls_key}"
+
+[pdp]
+endpoints = ["{pdp_url}"]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+server_name = "localhost"
+decision_timeout = "2s"
+policy_poll_interval = "200ms"
+
+[targets.prod]
+host = "{pg_host}"
+port = {pg_port}
+user = "{pg_user}"
+password_file = "{password_file}"
+
+[audit.spool]
+dir = "{spool}"
+"#,
+            name = agent.name,
+            tls_cert = agent.listener.cert.display(),
+            tls_key = agent.listener.key.display(),
+            ca = fixture.certs.ca.cert.display(),
+            cert = agent.pdp_client.cert.display(),
+            key = agent.pdp_client.key.display(),
+            pg_host = pg.host(),
+            pg_port = pg.port(),
+            pg_user = pg.superuser(),
+            password_file = password_file.display(),
+            spool = spool.display(),
+        );
+        std::fs::write(&config_path, toml)?;
+        Self::spawn(config_path, addr).await
+    }
+
+    async fn spawn(config_path: PathBuf, addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let binary = crate::stack::bin_dir()?.join("palisade-agent");
+        let child = tokio::process::Command::new(&binary)
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start {}: {e} (run `cargo build --bins` first)",
+                    binary.display()
+                )
+            })?;
+        crate::ports::wait_for_port(addr, Duration::from_secs(30)).await?;
+        Ok(Self {
+            addr,
+            config_path,
+            child,
+        })
+    }
+
+    /// A tokio-postgres connection string for `token`.
+    pub fn conninfo(&self, token: &str) -> String {
+        format!(
+            "host=localhost port={} dbname=prod user=ci password={token} sslmode=require",
+            self.addr.port()
+        )
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts it again with the same configuration (and spool).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        *self = Self::spawn(self.config_path.clone(), self.addr).await?;
+        Ok(())
     }
 }

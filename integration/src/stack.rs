@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use palisade_cli::certs::{self, CertOptions, CertPaths};
 use palisade_cli::token::{DevClaims, DevIssuer};
-use palisade_pdp::config::{PdpConfig, TlsConfig};
+use palisade_pdp::config::{AuditConfig, PdpConfig, TlsConfig};
 use palisade_pdp::oidc::{IssuerConfig, JwksSource};
 use palisade_pdp::policy::PolicyStore;
 use palisade_pdp::server::Pdp;
@@ -80,6 +80,9 @@ impl Fixture {
                 vec![AUDIENCE.to_owned()],
                 JwksSource::File(self.issuer.jwks_path()),
             )],
+            audit: AuditConfig::Embedded {
+                dir: self.dir.path().join("audit"),
+            },
         }
     }
 
@@ -129,6 +132,8 @@ pub struct RunningPdp {
     pub addr: std::net::SocketAddr,
     /// Its policy store.
     pub store: PolicyStore,
+    /// Its audit store.
+    pub audit: std::sync::Arc<dyn palisade_pdp::audit::AuditStore>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -140,8 +145,9 @@ impl RunningPdp {
         install_crypto();
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let pdp = Pdp::new(config)?;
+        let pdp = Pdp::new(config).await?;
         let store = pdp.store().clone();
+        let audit = pdp.audit();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = pdp
@@ -153,6 +159,7 @@ impl RunningPdp {
         Ok(Self {
             addr,
             store,
+            audit,
             shutdown: Some(tx),
             task,
         })
@@ -254,6 +261,10 @@ cert = "{cert}"
 key = "{key}"
 client_ca = "{ca}"
 
+[audit]
+store = "embedded"
+dir = "{audit}"
+
 [[issuers]]
 issuer = "{ISSUER}"
 audiences = ["{AUDIENCE}"]
@@ -264,6 +275,7 @@ jwks = {{ jwks_file = "{jwks}" }}
             key = fixture.certs.pdp.key.display(),
             ca = fixture.certs.ca.cert.display(),
             jwks = fixture.issuer.jwks_path().display(),
+            audit = fixture.dir.path().join("audit").display(),
         );
         std::fs::write(&config_path, toml)?;
         Self::spawn(config_path, addr).await

@@ -35,6 +35,39 @@ pub struct PdpConfig {
     /// Trusted token issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// Where audit events are stored.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "store", rename_all = "lowercase")]
+pub enum AuditConfig {
+    /// Append-only, hash-chained segment files in `dir` (default `audit`).
+    Embedded {
+        /// The directory.
+        #[serde(default = "default_audit_dir")]
+        dir: PathBuf,
+    },
+    /// A PostgreSQL database shared by several PDP replicas.
+    Postgres {
+        /// libpq-style connection string (the password may come from the
+        /// `PGPASSWORD` environment variable instead).
+        conninfo: String,
+    },
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig::Embedded {
+            dir: default_audit_dir(),
+        }
+    }
+}
+
+fn default_audit_dir() -> PathBuf {
+    PathBuf::from("audit")
 }
 
 /// Mutual TLS files (PEM).
@@ -121,6 +154,9 @@ impl PdpConfig {
             }
         };
         fix(&mut self.policy_dir);
+        if let AuditConfig::Embedded { dir } = &mut self.audit {
+            fix(dir);
+        }
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
         fix(&mut self.tls.client_ca);

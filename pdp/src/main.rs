@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let pdp = Pdp::new(config)?;
+    let pdp = Pdp::new(config).await?;
     pdp.serve(listener, shutdown_signal()).await?;
     Ok(())
 }

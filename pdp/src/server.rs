@@ -2,17 +2,21 @@
 //! the gRPC services behind mutual TLS.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_proto::v1::audit_service_server::AuditServiceServer;
 use palisade_proto::v1::decision_service_server::DecisionServiceServer;
 use palisade_proto::v1::policy_service_server::PolicyServiceServer;
+use palisade_proto::v1::session_service_server::SessionServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::info;
 
-use crate::config::PdpConfig;
-use crate::grpc::{DecisionApi, DecisionSettings, PolicyApi};
+use crate::audit::{AuditStore, EmbeddedStore, PostgresStore};
+use crate::config::{AuditConfig, PdpConfig};
+use crate::grpc::{AuditApi, DecisionApi, DecisionSettings, PolicyApi};
 use crate::oidc::Verifier;
 use crate::policy::{PolicyProblem, PolicyStore};
 use crate::sessions::Sessions;
@@ -40,6 +44,9 @@ pub enum ServeError {
     /// The listener could not be bound.
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    /// The audit store could not be opened.
+    #[error("audit store: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
@@ -54,18 +61,29 @@ pub struct Pdp {
     config: PdpConfig,
     store: PolicyStore,
     verifier: Verifier,
+    audit: Arc<dyn AuditStore>,
 }
 
 impl Pdp {
     /// Loads policies and issuers; any problem is reported before listening.
-    pub fn new(config: PdpConfig) -> Result<Self, ServeError> {
+    pub async fn new(config: PdpConfig) -> Result<Self, ServeError> {
         let store = PolicyStore::open(&config.policy_dir).map_err(ServeError::Policies)?;
         let verifier = Verifier::new(config.issuers.clone())?;
+        let audit: Arc<dyn AuditStore> = match &config.audit {
+            AuditConfig::Embedded { dir } => Arc::new(EmbeddedStore::open(dir)?),
+            AuditConfig::Postgres { conninfo } => Arc::new(PostgresStore::connect(conninfo).await?),
+        };
         Ok(Self {
             config,
             store,
             verifier,
+            audit,
         })
+    }
+
+    /// The audit store (tests read what was stored).
+    pub fn audit(&self) -> Arc<dyn AuditStore> {
+        self.audit.clone()
     }
 
     /// The policy store (tests trigger reloads through it).
@@ -116,6 +134,8 @@ impl Pdp {
             .tcp_nodelay(true)
             .add_service(DecisionServiceServer::new(decision))
             .add_service(PolicyServiceServer::new(PolicyApi::new(self.store.clone())))
+            .add_service(AuditServiceServer::new(AuditApi::new(self.audit.clone())))
+            .add_service(SessionServiceServer::new(AuditApi::new(self.audit.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         watcher.abort();

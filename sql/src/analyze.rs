@@ -21,19 +21,33 @@ fn fingerprint_options() -> FingerprintOptions {
 
 /// Analyses a query string: one [`Statement`] per SQL statement, in order.
 ///
-/// `search_path` is the session's current search path (empty means
-/// `public`); an unqualified relation is reported once per schema it could
-/// resolve to. A string that does not parse is an error, and the caller
+/// `search_path` is the session's search path when the string starts (empty
+/// means `public`); a `SET search_path` inside the string applies to the
+/// statements after it. An unqualified relation is reported once per schema
+/// it could resolve to. A string that does not parse is an error, and the caller
 /// denies it; so is a string without any statement.
 pub fn analyze(sql: &str, search_path: &[&str]) -> Result<Vec<Statement>, AnalyzeError> {
     let tree = parse(sql)?;
-    let path = SearchPath::new(search_path);
-    let mut statements = Vec::with_capacity(tree.stmts.len());
+    let mut statements: Vec<Statement> = Vec::with_capacity(tree.stmts.len());
+    // PostgreSQL runs the statements of one string in order: a `SET
+    // search_path` changes how every later statement resolves.
+    let mut changed: Option<Vec<String>> = None;
     for raw in &tree.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        statements.push(statement(node, statement_text(sql, raw), &path)?);
+        let text = statement_text(sql, raw);
+        let analysed = match &changed {
+            Some(schemas) => {
+                let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
+                statement(node, text, &SearchPath::new(&schemas))?
+            }
+            None => statement(node, text, &SearchPath::new(search_path))?,
+        };
+        if let Some(path) = &analysed.sets_search_path {
+            changed = Some(path.clone());
+        }
+        statements.push(analysed);
     }
     if statements.is_empty() {
         return Err(AnalyzeError::Empty);

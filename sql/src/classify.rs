@@ -7,12 +7,12 @@
 
 mod objects;
 pub(crate) mod session;
+mod wrappers;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::VariableSetStmt;
 
 use crate::kind::StatementKind;
-use crate::names::{inner, role_name};
 use crate::statement::{CopyInfo, TransactionOp};
 
 /// How deep wrappers may nest (`EXPLAIN ANALYZE CREATE TABLE AS EXECUTE p`
@@ -70,11 +70,18 @@ impl<'t> Class<'t> {
     }
 
     pub(crate) fn object(&mut self, name: Option<String>) {
-        if let Some(name) = name.filter(|n| !n.is_empty()) {
-            if !self.objects.contains(&name) {
-                self.objects.push(name);
-            }
+        if let Some(name) = name.filter(|n| !n.is_empty())
+            && !self.objects.contains(&name)
+        {
+            self.objects.push(name);
         }
+    }
+
+    /// A class naming one object.
+    pub(crate) fn named(kind: StatementKind, name: &str) -> Self {
+        let mut c = Class::of(kind);
+        c.object_str(name);
+        c
     }
 
     pub(crate) fn object_str(&mut self, name: &str) {
@@ -92,16 +99,7 @@ pub(crate) fn classify(node: &NodeEnum) -> Class<'_> {
 fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
     use StatementKind as K;
     match node {
-        NodeEnum::SelectStmt(s) => {
-            if s.into_clause.is_some() {
-                // SELECT … INTO creates a table.
-                let mut c = Class::of(K::Create);
-                c.inner_kind = Some(K::Select);
-                c
-            } else {
-                Class::of(K::Select)
-            }
-        }
+        NodeEnum::SelectStmt(s) => wrappers::select(s),
         NodeEnum::InsertStmt(_) => Class::of(K::Insert),
         NodeEnum::UpdateStmt(_) => Class::of(K::Update),
         NodeEnum::DeleteStmt(_) => Class::of(K::Delete),
@@ -109,97 +107,24 @@ fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
         NodeEnum::CopyStmt(c) => session::copy(c),
         NodeEnum::TransactionStmt(t) => session::transaction(t),
         NodeEnum::VariableSetStmt(v) => session::set(v),
-        NodeEnum::VariableShowStmt(v) => {
-            let mut c = Class::of(K::Show);
-            c.object_str(&v.name);
-            c
-        }
+        NodeEnum::VariableShowStmt(v) => Class::named(K::Show, &v.name),
         NodeEnum::ConstraintsSetStmt(_) => Class::of(K::Set),
-        NodeEnum::DiscardStmt(d) => {
-            let mut c = Class::of(K::Other);
-            if d.target() == pg_query::protobuf::DiscardMode::DiscardAll {
-                // DISCARD ALL resets every setting and drops every prepared statement.
-                c.search_path = Some(session::default_search_path());
-                c.deallocate = Some(None);
-            }
-            c
-        }
-        NodeEnum::AlterSystemStmt(_) => {
-            let mut c = Class::of(K::Alter);
-            c.object_str("system");
-            c
-        }
-        NodeEnum::PrepareStmt(p) => {
-            let mut c = carried(p.query.as_deref(), depth);
-            c.inner_kind = Some(c.kind);
-            c.prepare = Some(p.name.clone());
-            c
-        }
-        NodeEnum::ExecuteStmt(e) => {
-            let mut c = Class::of(K::Execute);
-            c.execute = Some(e.name.clone());
-            c
-        }
-        NodeEnum::DeallocateStmt(d) => {
-            let mut c = Class::of(K::Deallocate);
-            c.deallocate = Some((!d.isall && !d.name.is_empty()).then(|| d.name.clone()));
-            c
-        }
-        NodeEnum::ExplainStmt(e) => {
-            let query = e.query.as_deref();
-            if session::explain_analyzes(e) {
-                // EXPLAIN ANALYZE executes: decide it as what it runs.
-                let mut c = carried(query, depth);
-                c.inner_kind = Some(c.kind);
-                c
-            } else {
-                let inner = carried(query, depth);
-                let mut c = Class::of(K::Explain);
-                c.inner_kind = Some(inner.kind);
-                c.plan_only = true;
-                c
-            }
-        }
-        NodeEnum::DeclareCursorStmt(d) => {
-            let mut c = Class::of(K::Cursor);
-            c.inner_kind = Some(carried(d.query.as_deref(), depth).kind);
-            c
-        }
+        NodeEnum::DiscardStmt(d) => session::discard(d),
+        NodeEnum::AlterSystemStmt(_) => Class::named(K::Alter, "system"),
+        NodeEnum::PrepareStmt(p) => wrappers::prepare(p, depth),
+        NodeEnum::ExecuteStmt(e) => session::execute(e),
+        NodeEnum::DeallocateStmt(d) => session::deallocate(d),
+        NodeEnum::ExplainStmt(e) => wrappers::explain(e, depth),
+        NodeEnum::DeclareCursorStmt(d) => wrappers::declare(d, depth),
         NodeEnum::ClosePortalStmt(_) | NodeEnum::FetchStmt(_) => Class::of(K::Cursor),
-        NodeEnum::CreateTableAsStmt(t) => {
-            let inner = carried(t.query.as_deref(), depth);
-            let mut c = Class::of(K::Create);
-            c.inner_kind = Some(inner.kind);
-            c.execute = inner.execute;
-            c
-        }
-        NodeEnum::ViewStmt(_) => {
-            let mut c = Class::of(K::Create);
-            c.inner_kind = Some(K::Select);
-            c
-        }
+        NodeEnum::CreateTableAsStmt(t) => wrappers::create_table_as(t, depth),
+        NodeEnum::ViewStmt(_) => wrappers::view(),
         NodeEnum::CallStmt(_) => Class::of(K::Call),
         NodeEnum::DoStmt(_) => Class::of(K::Do),
-        NodeEnum::ListenStmt(l) => {
-            let mut c = Class::of(K::Listen);
-            c.object_str(&l.conditionname);
-            c
-        }
-        NodeEnum::UnlistenStmt(l) => {
-            let mut c = Class::of(K::Listen);
-            c.object_str(&l.conditionname);
-            c
-        }
-        NodeEnum::NotifyStmt(n) => {
-            let mut c = Class::of(K::Notify);
-            c.object_str(&n.conditionname);
-            c
-        }
-        NodeEnum::LoadStmt(l) => {
-            let mut c = Class::of(K::Other);
-            c.object_str(&l.filename);
-            c
-        }
+        NodeEnum::ListenStmt(l) => Class::named(K::Listen, &l.conditionname),
+        NodeEnum::UnlistenStmt(l) => Class::named(K::Listen, &l.conditionname),
+        NodeEnum::NotifyStmt(n) => Class::named(K::Notify, &n.conditionname),
+        NodeEnum::LoadStmt(l) => Class::named(K::Other, &l.filename),
         NodeEnum::LockStmt(_) | NodeEnum::PlassignStmt(_) | NodeEnum::ReturnStmt(_) => {
             Class::of(K::Other)
         }
@@ -207,47 +132,12 @@ fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
         | NodeEnum::VacuumStmt(_)
         | NodeEnum::ClusterStmt(_)
         | NodeEnum::RefreshMatViewStmt(_) => Class::of(K::Maintenance),
-        NodeEnum::ReindexStmt(r) => {
-            let mut c = Class::of(K::Maintenance);
-            c.object_str(&r.name);
-            c
-        }
-        NodeEnum::CreateRoleStmt(r) => {
-            let mut c = Class::of(K::Role);
-            c.object_str(&r.role);
-            c
-        }
-        NodeEnum::AlterRoleStmt(r) => {
-            let mut c = Class::of(K::Role);
-            c.object(r.role.as_ref().and_then(role_name));
-            c
-        }
-        NodeEnum::AlterRoleSetStmt(r) => {
-            let mut c = Class::of(K::Role);
-            c.object(r.role.as_ref().and_then(role_name));
-            c.object_str(&r.database);
-            c
-        }
-        NodeEnum::DropRoleStmt(r) => {
-            let mut c = Class::of(K::Role);
-            for role in r.roles.iter().filter_map(inner) {
-                c.object(crate::names::object_text(role));
-            }
-            c
-        }
-        NodeEnum::CreateSchemaStmt(s) => {
-            let mut c = Class::of(K::Create);
-            let owner = s.authrole.as_ref().and_then(role_name);
-            let schema: &str = if s.schemaname.is_empty() {
-                s.authrole.as_ref().map_or("", |r| r.rolename.as_str())
-            } else {
-                &s.schemaname
-            };
-            c.object_str(schema);
-            c.object(owner);
-            c.schema_first = (!schema.is_empty()).then_some(schema);
-            c
-        }
+        NodeEnum::ReindexStmt(r) => Class::named(K::Maintenance, &r.name),
+        NodeEnum::CreateRoleStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::DropRoleStmt(_) => objects::role(node),
+        NodeEnum::CreateSchemaStmt(s) => objects::schema(s),
         NodeEnum::GrantStmt(_)
         | NodeEnum::GrantRoleStmt(_)
         | NodeEnum::AlterDefaultPrivilegesStmt(_)
@@ -323,7 +213,7 @@ fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
         | NodeEnum::DropdbStmt(_)
         | NodeEnum::DropSubscriptionStmt(_) => objects::drop(node),
         NodeEnum::TruncateStmt(_) => Class::of(K::Truncate),
-        NodeEnum::RawStmt(r) => carried(r.stmt.as_deref(), depth),
+        NodeEnum::RawStmt(r) => wrappers::carried(r.stmt.as_deref(), depth),
         NodeEnum::SetOperationStmt(_) => Class::of(K::Select),
         // Not statements: never at the top of a statement.
         NodeEnum::AArrayExpr(_)
@@ -480,15 +370,6 @@ fn classify_at(node: &NodeEnum, depth: u8) -> Class<'_> {
         | NodeEnum::WithClause(_)
         | NodeEnum::XmlExpr(_)
         | NodeEnum::XmlSerialize(_) => Class::of(K::Other),
-    }
-}
-
-/// Classifies the statement a wrapper carries; a missing or too deeply
-/// wrapped one is `Other`, which no policy mistakes for harmless.
-fn carried(query: Option<&pg_query::protobuf::Node>, depth: u8) -> Class<'_> {
-    match query.and_then(inner) {
-        Some(node) if depth < MAX_WRAPPING => classify_at(node, depth.saturating_add(1)),
-        _ => Class::of(StatementKind::Other),
     }
 }
 

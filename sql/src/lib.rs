@@ -13,8 +13,8 @@
 //!
 //! The data flows through the modules in this order:
 //!
-//! 1. [`parse`](crate::parse): one call into PostgreSQL's parser (pg_query)
-//!    per query string; `ffi` recovers the error position it drops.
+//! 1. `parse`: one call into PostgreSQL's parser (pg_query) per query
+//!    string; `ffi` recovers the error position pg_query's API drops.
 //! 2. `classify`: the kind and named objects of each statement, from its
 //!    top-level node, plus session effects (`SET`, transactions, `COPY`,
 //!    prepared statements).

@@ -11,7 +11,12 @@ pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalyzeError> {
     if let Some(at) = sql.bytes().position(|b| b == 0) {
         return Err(AnalyzeError::NulByte(at));
     }
-    match pg_query::parse(sql, 0) {
+    // pg_query's `ParseResult::new` summarises the tree with a `cast!`
+    // macro that panics on node shapes the grammar does not produce. Should
+    // one ever appear, it is a denied statement, not a dead task.
+    let parsed =
+        std::panic::catch_unwind(|| pg_query::parse(sql, 0)).map_err(|_| AnalyzeError::Internal)?;
+    match parsed {
         Ok(parsed) => Ok(parsed.protobuf),
         Err(pg_query::Error::Parse(message)) => Err(AnalyzeError::Parse {
             message,

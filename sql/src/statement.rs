@@ -8,7 +8,7 @@ use crate::kind::StatementKind;
 ///
 /// The agent decides each statement of a query string separately; this is
 /// everything it needs for that, and nothing of the parse tree.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     /// This statement's own text, cut from the query string and trimmed; for
     /// the audit record (which redacts it) and for per-statement caching.

@@ -7,6 +7,7 @@
 //! filters, which names are CTEs, and whether a data-modifying part runs.
 
 mod children;
+mod context;
 mod scope;
 
 use pg_query::protobuf::{
@@ -15,9 +16,9 @@ use pg_query::protobuf::{
 };
 use pg_query::{NodeEnum, NodeRef};
 
-use self::children::{Field, for_each_child};
+use self::children::for_each_child;
+use self::context::{Ctx, TOP, child_ctx};
 use self::scope::{ScopeId, Scopes, column_fields, cte_names, range_var_name};
-use crate::classify::session::explain_analyzes;
 use crate::kind::StatementKind;
 use crate::names::{inner, regclass_name, sval};
 use crate::search_path::{PG_TEMP, SearchPath};
@@ -42,36 +43,6 @@ pub(crate) struct Facts {
     /// The outermost query has a real `LIMIT`.
     pub(crate) select_limit: Option<bool>,
 }
-
-/// What holds where the walker stands.
-#[derive(Clone, Copy, Debug)]
-struct Ctx {
-    /// The names visible here.
-    scope: ScopeId,
-    /// Relations found here are written (targets, DDL objects).
-    write: bool,
-    /// Columns found here filter, sort, group, join or aggregate.
-    filter: bool,
-    /// This part runs now (not a view or rule definition).
-    executed: bool,
-    /// Only planned: plain `EXPLAIN` reads what it plans, changes nothing.
-    plan_only: bool,
-    /// This is the statement's outermost query (through wrappers).
-    primary: bool,
-    /// Relations read here are row-locked (`FOR UPDATE` without `OF`).
-    lock: bool,
-}
-
-const TOP: Ctx = Ctx {
-    scope: 0,
-    // Outside of queries, relations are the objects a statement changes.
-    write: true,
-    filter: false,
-    executed: true,
-    plan_only: false,
-    primary: true,
-    lock: false,
-};
 
 struct Walker<'t, 'p> {
     path: &'p SearchPath<'p>,
@@ -231,11 +202,11 @@ impl<'t> Walker<'t, '_> {
             self.scopes.bind(scope, range_var_name(r), relations);
         }
         self.dml(StatementKind::Insert, false, ctx);
-        if let Some(oc) = &s.on_conflict_clause {
-            if oc.action() != OnConflictAction::OnconflictNothing {
-                // DO UPDATE changes existing rows, as far as they conflict.
-                self.dml(StatementKind::Update, true, ctx);
-            }
+        if let Some(oc) = &s.on_conflict_clause
+            && oc.action() != OnConflictAction::OnconflictNothing
+        {
+            // DO UPDATE changes existing rows, as far as they conflict.
+            self.dml(StatementKind::Update, true, ctx);
         }
         Ctx { scope, ..ctx }
     }
@@ -510,211 +481,9 @@ fn more_dangerous(current: Option<StatementKind>, kind: StatementKind) -> Statem
     }
 }
 
-/// Aggregates: their arguments count as filtered columns (an aggregate
-/// over a column reveals about it what a filter would).
-const AGGREGATES: &[&str] = &[
-    "any_value",
-    "array_agg",
-    "avg",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "bool_and",
-    "bool_or",
-    "corr",
-    "count",
-    "covar_pop",
-    "covar_samp",
-    "cume_dist",
-    "dense_rank",
-    "every",
-    "grouping",
-    "json_agg",
-    "json_agg_strict",
-    "json_object_agg",
-    "json_object_agg_strict",
-    "json_object_agg_unique",
-    "json_object_agg_unique_strict",
-    "jsonb_agg",
-    "jsonb_agg_strict",
-    "jsonb_object_agg",
-    "jsonb_object_agg_strict",
-    "jsonb_object_agg_unique",
-    "jsonb_object_agg_unique_strict",
-    "max",
-    "min",
-    "mode",
-    "percent_rank",
-    "percentile_cont",
-    "percentile_disc",
-    "range_agg",
-    "range_intersect_agg",
-    "rank",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "string_agg",
-    "sum",
-    "var_pop",
-    "var_samp",
-    "variance",
-    "xmlagg",
-];
-
-/// Whether a call aggregates: a known aggregate, or aggregate syntax
-/// (`DISTINCT`, `ORDER BY`, `FILTER`, `WITHIN GROUP`, `OVER`, `*`).
-fn is_aggregate(f: &FuncCall) -> bool {
-    if f.agg_star
-        || f.agg_distinct
-        || f.agg_within_group
-        || f.over.is_some()
-        || f.agg_filter.is_some()
-        || !f.agg_order.is_empty()
-    {
-        return true;
-    }
-    f.funcname.last().and_then(sval).is_some_and(|name| {
-        AGGREGATES
-            .binary_search(&name.to_lowercase().as_str())
-            .is_ok()
-    })
-}
-
-/// The context of `parent`'s child in `field`, given the context `here`
-/// that `parent` set up for its children and `outer`, the one it was in.
-fn child_ctx(parent: NodeRef<'_>, field: Field, here: Ctx, outer: Ctx) -> Ctx {
-    let mut c = Ctx {
-        primary: false,
-        ..here
-    };
-    match parent {
-        NodeRef::SelectStmt(_) => {
-            c.write = field == Field::IntoClause;
-            c.lock = field == Field::FromClause && here.lock;
-            match field {
-                Field::WhereClause
-                | Field::GroupClause
-                | Field::HavingClause
-                | Field::SortClause
-                | Field::DistinctClause
-                | Field::WindowClause => c.filter = true,
-                Field::Larg | Field::Rarg => c.primary = here.primary,
-                Field::WithClause => c.scope = outer.scope,
-                _ => {}
-            }
-        }
-        NodeRef::InsertStmt(_)
-        | NodeRef::UpdateStmt(_)
-        | NodeRef::DeleteStmt(_)
-        | NodeRef::MergeStmt(_) => {
-            c.write = field == Field::Relation;
-            c.lock = false;
-            match field {
-                Field::WhereClause | Field::JoinCondition => c.filter = true,
-                Field::WithClause => c.scope = outer.scope,
-                _ => {}
-            }
-        }
-        NodeRef::OnConflictClause(_) => {
-            if matches!(field, Field::WhereClause | Field::Infer) {
-                c.filter = true;
-            }
-        }
-        NodeRef::MergeWhenClause(_) => {
-            if field == Field::Condition {
-                c.filter = true;
-            }
-        }
-        NodeRef::JoinExpr(_) => {
-            if field == Field::Quals {
-                c.filter = true;
-            }
-        }
-        NodeRef::FuncCall(f) => match field {
-            Field::Args | Field::AggOrder => c.filter |= is_aggregate(f),
-            Field::AggFilter | Field::Over => c.filter = true,
-            _ => {}
-        },
-        NodeRef::WindowDef(_) => {
-            if matches!(field, Field::PartitionClause | Field::OrderClause) {
-                c.filter = true;
-            }
-        }
-        NodeRef::JsonArrayAgg(_) | NodeRef::JsonObjectAgg(_) | NodeRef::JsonAggConstructor(_) => {
-            c.filter = true
-        }
-        NodeRef::CopyStmt(s) => match field {
-            Field::Relation => c.write = s.is_from,
-            Field::Query => {
-                c.write = false;
-                c.primary = here.primary;
-            }
-            Field::WhereClause => {
-                c.write = false;
-                c.filter = true;
-            }
-            _ => c.write = false,
-        },
-        NodeRef::ExplainStmt(e) => {
-            if field == Field::Query {
-                c.primary = here.primary;
-                c.plan_only |= !explain_analyzes(e);
-            }
-        }
-        NodeRef::PrepareStmt(_) | NodeRef::DeclareCursorStmt(_) => {
-            if field == Field::Query {
-                c.primary = here.primary;
-            }
-        }
-        NodeRef::CreateTableAsStmt(_) => match field {
-            Field::Into => c.write = true,
-            Field::Query => {
-                c.write = false;
-                c.primary = here.primary;
-            }
-            _ => {}
-        },
-        NodeRef::ViewStmt(_) => {
-            if field == Field::Query {
-                c.primary = here.primary;
-                c.executed = false;
-            }
-        }
-        NodeRef::RuleStmt(_) => match field {
-            Field::Actions => c.executed = false,
-            Field::WhereClause => c.filter = true,
-            _ => {}
-        },
-        NodeRef::CreatePolicyStmt(_) | NodeRef::AlterPolicyStmt(_) => {
-            if matches!(field, Field::Qual | Field::WithCheck) {
-                c.executed = false;
-            }
-        }
-        NodeRef::TableLikeClause(_) => c.write = false,
-        _ => {}
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aggregates_are_sorted_for_binary_search() {
-        for pair in AGGREGATES.windows(2) {
-            assert!(pair[0] < pair[1], "{} >= {}", pair[0], pair[1]);
-        }
-    }
 
     #[test]
     fn the_most_dangerous_change_wins() {

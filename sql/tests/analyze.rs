@@ -1,4 +1,9 @@
 //! Request → expected-attributes cases for `palisade_sql::analyze`.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failed assumption is a failed test"
+)]
 
 use palisade_sql::{
     AnalyzeError, Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement,
@@ -1110,4 +1115,83 @@ fn valid_statements_from_the_generator_parse_the_same_one_by_one() {
         let alone = one_in(&s.text, &[]);
         assert_eq!(alone.attributes, s.attributes, "{}", s.text);
     }
+}
+
+/// Statements for the cross-check against pg_query's own summary.
+const CORPUS: &[&str] = &[
+    "SELECT * FROM users u JOIN app.orders o ON o.uid = u.id WHERE u.email = lower($1)",
+    "WITH x AS (DELETE FROM t WHERE a RETURNING *) INSERT INTO log SELECT * FROM x",
+    "UPDATE t SET a = (SELECT max(b) FROM s WHERE s.c = t.c) FROM u WHERE t.id = u.id",
+    "DELETE FROM t USING u, v WHERE t.id = u.id AND md5(v.x) = t.h",
+    "INSERT INTO t (a) SELECT generate_series(1, 10) ON CONFLICT (a) DO UPDATE SET b = now()",
+    "MERGE INTO t USING (SELECT * FROM s) src ON t.id = src.id WHEN MATCHED THEN UPDATE SET v = src.v",
+    "SELECT * FROM a, LATERAL (SELECT * FROM b WHERE b.x = a.x) l, pg_ls_dir('.') f",
+    "CREATE TABLE n AS SELECT upper(name) FROM t",
+    "CREATE VIEW v AS SELECT * FROM t JOIN s USING (id)",
+    "COPY (SELECT * FROM t WHERE x > 0) TO STDOUT",
+    "EXPLAIN ANALYZE SELECT * FROM t WHERE a IN (SELECT b FROM u)",
+    "DROP TABLE a, s.b",
+    "ALTER TABLE t ADD COLUMN c int DEFAULT nextval('seq')",
+    "SELECT count(*) FILTER (WHERE a) OVER (PARTITION BY b) FROM t GROUP BY c HAVING sum(d) > 1",
+    "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r, t",
+    "SELECT pg_catalog.pg_read_file('/etc/passwd'), dblink_exec('x', 'y')",
+    "TRUNCATE a, b",
+    "CREATE INDEX ON t (lower(a))",
+    "SELECT * FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id AND u.x = ANY (ARRAY(SELECT y FROM w)))",
+];
+
+#[test]
+fn nothing_pg_query_finds_is_missing() {
+    for sql in CORPUS {
+        let ours = one(sql);
+        let theirs = pg_query::parse(sql, 0).unwrap();
+        let relations: Vec<&Relation> = ours.reads.iter().chain(&ours.writes).collect();
+        for table in theirs.tables() {
+            let found = match table.split_once('.') {
+                Some((schema, name)) => relations
+                    .iter()
+                    .any(|r| r.schema == schema && r.name == name),
+                None => relations.iter().any(|r| r.name == table),
+            };
+            assert!(
+                found,
+                "{sql}: pg_query reports table {table}, ours {relations:?}"
+            );
+        }
+        for function in theirs.call_functions() {
+            let qualified = function
+                .rsplit('.')
+                .take(2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(".");
+            assert!(
+                ours.functions.contains(&qualified.to_lowercase()),
+                "{sql}: pg_query reports {function}, ours {:?}",
+                ours.functions
+            );
+        }
+    }
+}
+
+#[test]
+fn a_search_path_set_in_the_string_applies_to_later_statements() {
+    let statements = analyze(
+        "SELECT * FROM users; SET search_path TO evil; SELECT * FROM users",
+        &["app"],
+    )
+    .unwrap();
+    assert_eq!(names(&statements[0].attributes.reads), ["app.users"]);
+    assert_eq!(names(&statements[2].attributes.reads), ["evil.users"]);
+    let statements = analyze(
+        "SET search_path TO evil; RESET search_path; DELETE FROM users",
+        &["app"],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&statements[2].attributes.writes),
+        ["$user.users", "public.users"]
+    );
 }

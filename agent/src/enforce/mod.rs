@@ -29,15 +29,42 @@ pub struct Refusal {
     pub message: String,
     /// More detail, if any.
     pub detail: Option<String>,
+    /// The policies that refused (for the audit trail).
+    pub policies: Vec<String>,
+    /// Whether policy asked for a review (rather than refusing outright).
+    pub held: bool,
+}
+
+impl Refusal {
+    /// A refusal that no policy determined (unparsable, PDP down, ...).
+    pub fn plain(code: &'static str, message: String, detail: Option<String>) -> Self {
+        Self {
+            code,
+            message,
+            detail,
+            policies: Vec::new(),
+            held: false,
+        }
+    }
+}
+
+/// How an allowed statement was decided, for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Note {
+    /// The policies that permitted it.
+    pub policies: Vec<String>,
+    /// Whether the decision came from the cache.
+    pub cached: bool,
 }
 
 /// What to do with a query string or a Parse.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Forward it; the statements as analysed.
-    Forward(Arc<Vec<Statement>>),
-    /// Refuse it; nothing of it reaches the database.
-    Refuse(Refusal),
+    /// Forward it; the statements as analysed, with how each was decided.
+    Forward(Arc<Vec<Statement>>, Vec<Note>),
+    /// Refuse it; nothing of it reaches the database. The statements as
+    /// analysed, unless the text did not parse.
+    Refuse(Refusal, Option<Arc<Vec<Statement>>>),
 }
 
 /// The policy version last reported by the PDP, shared by all sessions of
@@ -116,10 +143,12 @@ impl Enforcer {
             return Ok(a.clone());
         }
         let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
-        let statements = palisade_sql::analyze(sql, &path).map_err(|e| Refusal {
-            code: sqlstate::INSUFFICIENT_PRIVILEGE,
-            message: format!("palisade: statement refused: it does not parse ({e})"),
-            detail: None,
+        let statements = palisade_sql::analyze(sql, &path).map_err(|e| {
+            Refusal::plain(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("palisade: statement refused: it does not parse ({e})"),
+                None,
+            )
         })?;
         let statements = Arc::new(statements);
         if self.analyses.len() >= ANALYSIS_CACHE_ENTRIES {
@@ -136,7 +165,7 @@ impl Enforcer {
             Ok(s) => s,
             Err(r) => {
                 self.metrics.statement(Effect::Deny);
-                return Verdict::Refuse(r);
+                return Verdict::Refuse(r, None);
             }
         };
         // What each statement is decided as: EXECUTE runs what was prepared.
@@ -147,13 +176,16 @@ impl Enforcer {
                     Some(a) => decided.push(a.clone()),
                     None => {
                         self.metrics.statement(Effect::Deny);
-                        return Verdict::Refuse(Refusal {
-                            code: sqlstate::INSUFFICIENT_PRIVILEGE,
-                            message: format!(
-                                "palisade: statement refused: prepared statement `{name}` was not prepared through this session"
+                        return Verdict::Refuse(
+                            Refusal::plain(
+                                sqlstate::INSUFFICIENT_PRIVILEGE,
+                                format!(
+                                    "palisade: statement refused: prepared statement `{name}` was not prepared through this session"
+                                ),
+                                None,
                             ),
-                            detail: None,
-                        });
+                            Some(statements.clone()),
+                        );
                     }
                 }
             } else {
@@ -163,17 +195,21 @@ impl Enforcer {
         let refs: Vec<&Attributes> = decided.iter().collect();
         match self.decide(&refs).await {
             Err(r) => {
-                self.metrics.statement(Effect::Deny);
-                Verdict::Refuse(r)
+                self.metrics.statement(if r.held {
+                    Effect::RequireApproval
+                } else {
+                    Effect::Deny
+                });
+                Verdict::Refuse(r, Some(statements))
             }
-            Ok(()) => {
+            Ok(notes) => {
                 for (s, a) in statements.iter().zip(&decided) {
                     self.note_allowed(s, a);
                 }
                 for _ in statements.iter() {
                     self.metrics.statement(Effect::Allow);
                 }
-                Verdict::Forward(statements)
+                Verdict::Forward(statements, notes)
             }
         }
     }
@@ -182,7 +218,7 @@ impl Enforcer {
     /// after the policy set changed); a cache hit costs no round trip.
     pub async fn recheck(&mut self, statements: &[Statement]) -> Result<(), Refusal> {
         let refs: Vec<&Attributes> = statements.iter().map(|s| &s.attributes).collect();
-        self.decide(&refs).await
+        self.decide(&refs).await.map(|_| ())
     }
 
     fn note_allowed(&mut self, statement: &Statement, attributes: &Attributes) {
@@ -209,12 +245,14 @@ impl Enforcer {
     }
 
     /// Decides every statement; `Err` is the first refusal.
-    async fn decide(&mut self, statements: &[&Attributes]) -> Result<(), Refusal> {
+    async fn decide(&mut self, statements: &[&Attributes]) -> Result<Vec<Note>, Refusal> {
         let version = self.version.current();
         let mut missing: Vec<&Attributes> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
+        let mut cached: Vec<bool> = Vec::with_capacity(statements.len());
         for a in statements {
             let hit = self.decisions.get(a, version);
+            cached.push(hit.is_some());
             if hit.is_none() {
                 missing.push(a);
             }
@@ -239,11 +277,11 @@ impl Enforcer {
             let (fresh, version_str) = answer.map_err(|e| {
                 self.metrics.pdp_error();
                 warn!(session = %self.session_id, error = %e, "decision unavailable; refusing");
-                Refusal {
-                    code: sqlstate::SYSTEM_ERROR,
-                    message: format!("palisade: statement refused: {e}"),
-                    detail: Some("the agent refuses statements it cannot put to policy".to_owned()),
-                }
+                Refusal::plain(
+                    sqlstate::SYSTEM_ERROR,
+                    format!("palisade: statement refused: {e}"),
+                    Some("the agent refuses statements it cannot put to policy".to_owned()),
+                )
             })?;
             let version = self.version.observe(&version_str);
             let mut fresh = fresh.into_iter();
@@ -257,13 +295,14 @@ impl Enforcer {
                 }
             }
         }
-        for (d, a) in decisions.iter().zip(statements) {
+        let mut notes = Vec::with_capacity(statements.len());
+        for ((d, a), cached) in decisions.iter().zip(statements).zip(cached) {
             let Some(d) = d else {
-                return Err(Refusal {
-                    code: sqlstate::SYSTEM_ERROR,
-                    message: "palisade: statement refused: no decision".to_owned(),
-                    detail: None,
-                });
+                return Err(Refusal::plain(
+                    sqlstate::SYSTEM_ERROR,
+                    "palisade: statement refused: no decision".to_owned(),
+                    None,
+                ));
             };
             match d.effect {
                 Effect::Allow => {}
@@ -275,8 +314,12 @@ impl Enforcer {
                     return Err(refusal(d, "held for review"));
                 }
             }
+            notes.push(Note {
+                policies: d.policies.clone(),
+                cached,
+            });
         }
-        Ok(())
+        Ok(notes)
     }
 }
 
@@ -302,5 +345,7 @@ fn refusal(d: &Decision, what: &str) -> Refusal {
         code: sqlstate::INSUFFICIENT_PRIVILEGE,
         message,
         detail,
+        policies: d.policies.clone(),
+        held: d.effect == Effect::RequireApproval,
     }
 }

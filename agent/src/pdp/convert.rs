@@ -144,8 +144,9 @@ pub fn open_outcome(r: pb::OpenSessionResponse) -> Result<OpenOutcome, PdpError>
                 .unwrap_or_else(SystemTime::now);
             Ok(OpenOutcome::Granted(Grant {
                 session_id: g.session_id,
-                principal: principal.id,
-                groups: principal.groups,
+                principal: principal.id.clone(),
+                groups: principal.groups.clone(),
+                principal_pb: principal,
                 granted_roles: g.granted_roles,
                 deadline,
                 policy_version: g.policy_version,

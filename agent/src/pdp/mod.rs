@@ -51,6 +51,8 @@ pub struct Grant {
     pub deadline: SystemTime,
     /// Policy-set version at open.
     pub policy_version: String,
+    /// The principal as the PDP described it (for the audit trail).
+    pub principal_pb: pb::Principal,
 }
 
 /// What the PDP said to a session request.
@@ -87,12 +89,18 @@ pub struct ClientFacts {
 /// reconnect on their own, so a PDP that comes back restores service.
 #[derive(Clone)]
 pub struct PdpClient {
+    channels: Arc<Vec<Channel>>,
     clients: Arc<Vec<DecisionServiceClient<Channel>>>,
     status: Arc<Vec<PolicyServiceClient<Channel>>>,
     timeout: Duration,
 }
 
 impl PdpClient {
+    /// The channel to the first endpoint (the audit stream shares it).
+    pub fn channel(&self) -> Option<Channel> {
+        self.channels.first().cloned()
+    }
+
     /// Builds lazy channels to every endpoint.
     pub fn new(config: &PdpConfig) -> Result<Self, PdpError> {
         let read = |p: &std::path::Path| {
@@ -102,6 +110,7 @@ impl PdpClient {
         let identity = Identity::from_pem(read(&config.cert)?, read(&config.key)?);
         let mut clients = Vec::new();
         let mut status = Vec::new();
+        let mut channels = Vec::new();
         for url in &config.endpoints {
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(ca.clone())
@@ -123,6 +132,7 @@ impl PdpClient {
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_while_idle(true)
                 .connect_lazy();
+            channels.push(channel.clone());
             status.push(PolicyServiceClient::new(channel.clone()));
             clients.push(DecisionServiceClient::new(channel));
         }
@@ -130,6 +140,7 @@ impl PdpClient {
             return Err(PdpError::Config("no PDP endpoint".into()));
         }
         Ok(Self {
+            channels: Arc::new(channels),
             clients: Arc::new(clients),
             status: Arc::new(status),
             timeout: config.decision_timeout,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use palisade_sql::Statement;
@@ -13,11 +13,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::codec::Decoder;
 
 use super::End;
+use super::record::{Pending, Recorder};
 use super::shared::Shared;
-use crate::codec::{Bind, Close, FrameCodec, FrontendTag, Parse, Query, Target, write};
-use crate::enforce::{Enforcer, Refusal, Verdict};
+use crate::codec::{Bind, Close, Execute, FrameCodec, FrontendTag, Parse, Query, Target, write};
+use crate::enforce::{Enforcer, Note, Refusal, Verdict};
 use crate::error::sqlstate;
 use crate::net::Stream;
+
+/// A statement prepared through the agent, as decided.
+type Prepared = (Arc<Vec<Statement>>, Vec<Note>);
 
 /// The client-reading direction of a session.
 pub struct Forward {
@@ -29,8 +33,14 @@ pub struct Forward {
     pub max_message: usize,
     /// Idle clients are disconnected after this.
     pub idle_timeout: Duration,
-    /// Named prepared statements (extended protocol) and what they hold.
-    prepared: HashMap<String, Arc<Vec<Statement>>>,
+    /// Audit events of the session.
+    pub recorder: Arc<Recorder>,
+    /// The agent's audit spool (to refuse while it is full).
+    pub audit: Option<crate::audit::AuditLog>,
+    /// Prepared statements (extended protocol) and how they were decided.
+    prepared: HashMap<String, Prepared>,
+    /// Bound portals and the statement each runs.
+    portals: HashMap<String, Prepared>,
     /// After a refused Parse or Bind: drop messages until Sync, as the
     /// database does after an error.
     skipping: bool,
@@ -41,6 +51,8 @@ impl Forward {
     pub fn new(
         enforcer: Enforcer,
         shared: Arc<Shared>,
+        recorder: Arc<Recorder>,
+        audit: Option<crate::audit::AuditLog>,
         max_message: usize,
         idle_timeout: Duration,
     ) -> Self {
@@ -49,7 +61,10 @@ impl Forward {
             shared,
             max_message,
             idle_timeout,
+            recorder,
+            audit,
             prepared: HashMap::new(),
+            portals: HashMap::new(),
             skipping: false,
         }
     }
@@ -89,9 +104,28 @@ impl Forward {
                             return End::UpstreamGone;
                         }
                         self.shared.sent_sync();
+                        if let Some(r) = self.audit_refusal() {
+                            self.stand_in_query(&mut out, r);
+                            continue;
+                        }
                         match self.enforcer.check(sql).await {
-                            Verdict::Forward(_) => out.extend_from_slice(frame.raw()),
-                            Verdict::Refuse(r) => self.stand_in_query(&mut out, r),
+                            Verdict::Forward(statements, notes) => {
+                                for (statement, note) in statements.iter().zip(notes) {
+                                    self.shared.forwarded(Pending {
+                                        statement: statement.clone(),
+                                        note,
+                                        started: Instant::now(),
+                                        protocol: "simple",
+                                        columns: Vec::new(),
+                                    });
+                                }
+                                out.extend_from_slice(frame.raw());
+                            }
+                            Verdict::Refuse(r, statements) => {
+                                let statements = statements.as_deref().map_or(&[][..], |s| &s[..]);
+                                self.recorder.refused(statements, &r, "simple", sql);
+                                self.stand_in_query(&mut out, r);
+                            }
                         }
                     }
                     FrontendTag::Parse => {
@@ -105,12 +139,19 @@ impl Forward {
                         if !flush(upstream, &mut out).await {
                             return End::UpstreamGone;
                         }
+                        if let Some(r) = self.audit_refusal() {
+                            self.stand_in_parse(&mut out, r);
+                            continue;
+                        }
                         match self.enforcer.check(parse.sql).await {
-                            Verdict::Forward(statements) => {
-                                self.prepared.insert(parse.name.to_owned(), statements);
+                            Verdict::Forward(statements, notes) => {
+                                self.prepared
+                                    .insert(parse.name.to_owned(), (statements, notes));
                                 out.extend_from_slice(frame.raw());
                             }
-                            Verdict::Refuse(r) => {
+                            Verdict::Refuse(r, statements) => {
+                                let statements = statements.as_deref().map_or(&[][..], |s| &s[..]);
+                                self.recorder.refused(statements, &r, "extended", parse.sql);
                                 self.prepared.remove(parse.name);
                                 self.stand_in_parse(&mut out, r);
                             }
@@ -126,11 +167,21 @@ impl Forward {
                         };
                         // The decision was taken at Parse; it is re-checked
                         // (from the cache unless the policy set changed).
-                        if let Some(statements) = self.prepared.get(bind.statement).cloned()
-                            && let Err(r) = self.enforcer.recheck(&statements).await
+                        let prepared = self.prepared.get(bind.statement).cloned();
+                        if let Some((statements, _)) = &prepared
+                            && let Err(r) = self.enforcer.recheck(statements).await
                         {
+                            self.recorder.refused(statements, &r, "extended", "");
                             self.stand_in_parse(&mut out, r);
                             continue;
+                        }
+                        match prepared {
+                            Some(p) => {
+                                self.portals.insert(bind.portal.to_owned(), p);
+                            }
+                            None => {
+                                self.portals.remove(bind.portal);
+                            }
                         }
                         out.extend_from_slice(frame.raw());
                     }
@@ -138,17 +189,40 @@ impl Forward {
                         if self.skipping {
                             continue;
                         }
-                        if let Ok(c) = Close::from_body(frame.body())
-                            && c.kind == Target::Statement
-                        {
-                            self.prepared.remove(c.name);
+                        if let Ok(c) = Close::from_body(frame.body()) {
+                            match c.kind {
+                                Target::Statement => self.prepared.remove(c.name),
+                                Target::Portal => self.portals.remove(c.name),
+                            };
                         }
                         out.extend_from_slice(frame.raw());
                     }
-                    FrontendTag::Describe | FrontendTag::Execute => {
+                    FrontendTag::Describe => {
                         if !self.skipping {
                             out.extend_from_slice(frame.raw());
                         }
+                    }
+                    FrontendTag::Execute => {
+                        if self.skipping {
+                            continue;
+                        }
+                        let execute = match Execute::from_body(frame.body()) {
+                            Ok(e) => e,
+                            Err(e) => return End::ClientProtocol(e.to_string()),
+                        };
+                        if let Some((statements, notes)) = self.portals.get(execute.portal)
+                            && let (Some(statement), Some(note)) =
+                                (statements.first(), notes.first())
+                        {
+                            self.shared.forwarded(Pending {
+                                statement: statement.clone(),
+                                note: note.clone(),
+                                started: Instant::now(),
+                                protocol: "extended",
+                                columns: Vec::new(),
+                            });
+                        }
+                        out.extend_from_slice(frame.raw());
                     }
                     FrontendTag::Sync => {
                         self.skipping = false;
@@ -163,14 +237,15 @@ impl Forward {
                         // The fastpath calls a function by OID, outside SQL
                         // and so outside policy.
                         self.shared.sent_sync();
-                        self.stand_in_query(
-                            &mut out,
-                            Refusal {
-                                code: sqlstate::INSUFFICIENT_PRIVILEGE,
-                                message: "palisade: the fastpath function call interface is refused: it bypasses SQL".to_owned(),
-                                detail: None,
-                            },
+                        let r = Refusal::plain(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            "palisade: the fastpath function call interface is refused: it bypasses SQL"
+                                .to_owned(),
+                            None,
                         );
+                        self.recorder
+                            .refused(&[], &r, "fastpath", "<fastpath function call>");
+                        self.stand_in_query(&mut out, r);
                     }
                     FrontendTag::Terminate => {
                         out.extend_from_slice(frame.raw());
@@ -199,6 +274,18 @@ impl Forward {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Fail closed: no statement runs while the audit spool is full.
+    fn audit_refusal(&self) -> Option<Refusal> {
+        let full = self.audit.as_ref().is_some_and(|a| !a.accepting());
+        full.then(|| {
+            Refusal::plain(
+                sqlstate::SYSTEM_ERROR,
+                "palisade: statement refused: the audit spool is full, and statements do not run unaudited".to_owned(),
+                Some("the policy service has not acknowledged audit events for a while; retry later".to_owned()),
+            )
+        })
     }
 
     /// Simple protocol (and fastpath): a stand-in query, answered by an

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod forward;
+mod record;
 mod relay;
 mod shared;
 
@@ -96,6 +97,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         Ok(OpenOutcome::Granted(g)) => g,
         Ok(OpenOutcome::Refused { message, bad_token }) => {
             ctx.metrics.session_refused();
+            record_refusal(&ctx, &target_name, &facts, &message);
             info!(%peer, target = %target_name, reason = %message, "session refused");
             let e = AgentError::SessionRefused(message);
             let code = if bad_token { "28P01" } else { "28000" };
@@ -237,25 +239,102 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         reopen,
     );
     let shared = Arc::new(Shared::new());
+    let recorder = record::Recorder::new(
+        grant.session_id.clone(),
+        ctx.agent_id.clone(),
+        ctx.redact_literals,
+        ctx.audit_sender(),
+    );
+    recorder.emit(session_started(&grant, &target_name, &facts, &target.user));
     let (mut client_rd, mut client_wr) = tokio::io::split(hello.stream);
     let (mut upstream_rd, mut upstream_wr) = tokio::io::split(upstream.stream);
     let (_inject_tx, inject_rx) = tokio::sync::mpsc::channel(16);
     let mut forward = forward::Forward::new(
         enforcer,
         shared.clone(),
+        recorder.clone(),
+        ctx.audit.clone(),
         ctx.config.limits.max_message_bytes,
         ctx.config.limits.idle_timeout,
     );
     let end = tokio::select! {
         end = forward.run(&mut client_rd, hello.read_buf, &mut upstream_wr) => end,
-        end = relay::run(&mut upstream_rd, upstream.read_buf, &mut client_wr, shared, inject_rx) => end,
+        end = relay::run(&mut upstream_rd, upstream.read_buf, &mut client_wr, shared, recorder.clone(), inject_rx) => end,
     };
     say_goodbye(&end, &mut client_wr, &mut upstream_wr).await;
     drop(cancel);
     ctx.metrics.session_ended();
     let session_id = forward.enforcer.session_id().to_owned();
     info!(session = %session_id, end = ?end, "session ended");
+    recorder.emit(palisade_proto::v1::audit_event::Event::SessionEnded(
+        palisade_proto::v1::SessionEnded {
+            reason: end_reason(&end).to_owned(),
+            statements: 0,
+            denied: 0,
+        },
+    ));
     ctx.pdp.close_session(&session_id, end_reason(&end)).await;
+}
+
+fn client_info(facts: &ClientFacts) -> palisade_proto::v1::ClientInfo {
+    palisade_proto::v1::ClientInfo {
+        address: facts.address.clone(),
+        application_name: facts.application_name.clone(),
+        database_user: facts.database_user.clone(),
+        tls: facts.tls,
+        startup_parameters: facts.parameters.iter().cloned().collect(),
+        protocol_version: "3.0".to_owned(),
+    }
+}
+
+fn session_started(
+    grant: &crate::pdp::Grant,
+    target: &str,
+    facts: &ClientFacts,
+    database_role: &str,
+) -> palisade_proto::v1::audit_event::Event {
+    palisade_proto::v1::audit_event::Event::SessionStarted(palisade_proto::v1::SessionStarted {
+        principal: Some(grant.principal_pb.clone()),
+        target: target.to_owned(),
+        client: Some(client_info(facts)),
+        granted_roles: grant.granted_roles.clone(),
+        database_role: database_role.to_owned(),
+        deadline: Some(record::time(grant.deadline)),
+    })
+}
+
+/// A refused connection attempt, on record under an id of its own.
+fn record_refusal(ctx: &AgentContext, target: &str, facts: &ClientFacts, reason: &str) {
+    let id = uuid_like();
+    let recorder = record::Recorder::new(
+        id,
+        ctx.agent_id.clone(),
+        ctx.redact_literals,
+        ctx.audit_sender(),
+    );
+    recorder.emit(palisade_proto::v1::audit_event::Event::SessionRefused(
+        palisade_proto::v1::SessionRefused {
+            target: target.to_owned(),
+            client: Some(client_info(facts)),
+            reason: reason.to_owned(),
+            principal: None,
+        },
+    ));
+}
+
+/// A random id in UUID form for refused attempts (they have no PDP session).
+fn uuid_like() -> String {
+    use rand::Rng;
+    let b: [u8; 16] = rand::rng().random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Tells each side that is still there why the session ends.

@@ -10,8 +10,11 @@ use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
 use super::End;
+use super::record::{Outcome, Recorder};
 use super::shared::Shared;
-use crate::codec::backend::{ErrorResponse, ReadyForQuery, Severity};
+use crate::codec::backend::{
+    CommandComplete, ErrorResponse, ReadyForQuery, RowDescription, Severity,
+};
 use crate::codec::{BackendTag, FrameCodec, write};
 use crate::net::Stream;
 
@@ -21,8 +24,11 @@ pub async fn run(
     mut buf: BytesMut,
     client: &mut WriteHalf<Stream>,
     shared: Arc<Shared>,
+    recorder: Arc<Recorder>,
     mut injected: mpsc::Receiver<Bytes>,
 ) -> End {
+    // DataRows since the last completion (counted here, not under a lock).
+    let mut rows: u64 = 0;
     // The database is trusted to frame its messages; the limit only guards
     // against a corrupted stream.
     let mut codec = FrameCodec::new(1 << 30);
@@ -35,12 +41,42 @@ pub async fn run(
                 Err(e) => return End::UpstreamProtocol(e.to_string()),
             };
             match BackendTag::from_u8(frame.tag()) {
+                Some(BackendTag::DataRow) => rows += 1,
+                Some(BackendTag::RowDescription) => {
+                    if let Ok(d) = RowDescription::from_body(frame.body()) {
+                        shared.columns(d.fields.iter().map(|f| f.name.to_owned()).collect());
+                    }
+                }
+                Some(BackendTag::CommandComplete) => {
+                    if let Ok(c) = CommandComplete::from_body(frame.body()) {
+                        let outcome = Outcome {
+                            tag: c.tag.to_owned(),
+                            rows: c.rows().unwrap_or(rows),
+                            ..Outcome::default()
+                        };
+                        shared.finished(outcome, &recorder);
+                    }
+                    rows = 0;
+                }
+                Some(BackendTag::EmptyQueryResponse) | Some(BackendTag::PortalSuspended) => {
+                    let tag = if frame.tag() == b's' { "suspended" } else { "" };
+                    shared.finished(
+                        Outcome {
+                            tag: tag.to_owned(),
+                            rows,
+                            ..Outcome::default()
+                        },
+                        &recorder,
+                    );
+                    rows = 0;
+                }
                 Some(BackendTag::ErrorResponse) => {
-                    let refusal = ErrorResponse::from_body(frame.body())
-                        .ok()
+                    let error = ErrorResponse::from_body(frame.body()).ok();
+                    let refusal = error
+                        .as_ref()
                         .and_then(|e| shared.take_refusal(e.code(), e.message()));
-                    if let Some(r) = refusal
-                        && write::error_response(
+                    if let Some(r) = refusal {
+                        if write::error_response(
                             &mut out,
                             Severity::Error,
                             r.code,
@@ -49,14 +85,27 @@ pub async fn run(
                             None,
                         )
                         .is_ok()
-                    {
-                        continue;
+                        {
+                            continue;
+                        }
+                    } else if let Some(e) = &error {
+                        shared.finished(
+                            Outcome {
+                                rows,
+                                error: e.message().map(str::to_owned),
+                                sqlstate: e.code().map(str::to_owned),
+                                ..Outcome::default()
+                            },
+                            &recorder,
+                        );
+                        rows = 0;
                     }
                 }
                 Some(BackendTag::ReadyForQuery) => {
                     if let Ok(r) = ReadyForQuery::from_body(frame.body()) {
-                        shared.ready(r.status);
+                        shared.ready(r.status, &recorder);
                     }
+                    rows = 0;
                 }
                 _ => {}
             }

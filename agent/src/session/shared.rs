@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::Rng;
 
+use super::record::{Outcome, Pending, Recorder};
 use crate::codec::backend::TransactionStatus;
 use crate::enforce::Refusal;
 
@@ -32,6 +33,8 @@ pub struct Shared {
 struct State {
     refusals: VecDeque<Refusal>,
     status: TransactionStatus,
+    /// Forwarded statements in protocol order, waiting for their outcome.
+    pending: VecDeque<Pending>,
 }
 
 impl Shared {
@@ -43,6 +46,7 @@ impl Shared {
             state: Mutex::new(State {
                 refusals: VecDeque::new(),
                 status: TransactionStatus::Idle,
+                pending: VecDeque::new(),
             }),
             in_flight: AtomicU32::new(0),
         }
@@ -76,13 +80,47 @@ impl Shared {
     /// ReadyForQuery: refusals still queued stood after an earlier error in
     /// the same pipeline; the database skipped them, as it skips any message
     /// after an error, so they are dropped too.
-    pub fn ready(&self, status: TransactionStatus) {
+    pub fn ready(&self, status: TransactionStatus, recorder: &Recorder) {
         let _ = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let mut s = self.lock();
-        s.refusals.clear();
-        s.status = status;
+        let skipped: Vec<Pending> = {
+            let mut s = self.lock();
+            s.refusals.clear();
+            s.status = status;
+            s.pending.drain(..).collect()
+        };
+        for p in skipped {
+            recorder.completed(
+                &p,
+                Outcome {
+                    error: Some(
+                        "not executed: an earlier message of the same request failed".to_owned(),
+                    ),
+                    ..Outcome::default()
+                },
+            );
+        }
+    }
+
+    /// Queues a forwarded statement for its outcome.
+    pub fn forwarded(&self, pending: Pending) {
+        self.lock().pending.push_back(pending);
+    }
+
+    /// Result columns of the statement at the front.
+    pub fn columns(&self, names: Vec<String>) {
+        if let Some(p) = self.lock().pending.front_mut() {
+            p.columns = names;
+        }
+    }
+
+    /// The statement at the front finished.
+    pub fn finished(&self, outcome: Outcome, recorder: &Recorder) {
+        let front = self.lock().pending.pop_front();
+        if let Some(p) = front {
+            recorder.completed(&p, outcome);
+        }
     }
 
     /// A message that ends with ReadyForQuery was sent upstream.

@@ -1,10 +1,12 @@
 //! The gRPC edge: services over mutual TLS, protobuf converted to domain types
 //! here and nowhere else.
 
+mod audit;
 pub mod convert;
 mod decision;
 mod peer;
 mod policy;
 
+pub use audit::AuditApi;
 pub use decision::{DecisionApi, DecisionSettings};
 pub use policy::PolicyApi;

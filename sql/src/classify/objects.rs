@@ -5,12 +5,12 @@
 //! COLUMN t.c`) and every non-relation object (schemas, roles, functions…).
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{Node, ObjectType, RoleSpec};
+use pg_query::protobuf::{CreateSchemaStmt, Node, ObjectType, RoleSpec};
 
 use super::Class;
 use crate::kind::StatementKind;
 use crate::names::{
-    dotted, inner, is_relation_member_type, is_relation_type, object_text, role_name, strings,
+    dotted, inner, is_relation_member_type, is_relation_type, object_text, role_name, strings, sval,
 };
 
 /// `(schema or "", name)` of a relation written as a name list; with
@@ -51,24 +51,51 @@ impl<'t> Class<'t> {
             return;
         };
         let member = is_relation_member_type(objtype);
-        if is_relation_type(objtype) || member {
-            if let NodeEnum::List(list) = node {
-                if let Some(rel) = list_relation(&list.items, member) {
-                    self.named_relations.push(rel);
-                }
-                if member {
-                    self.object(
-                        list.items
-                            .last()
-                            .and_then(crate::names::sval)
-                            .map(str::to_owned),
-                    );
-                }
-                return;
+        if (is_relation_type(objtype) || member)
+            && let NodeEnum::List(list) = node
+        {
+            if let Some(rel) = list_relation(&list.items, member) {
+                self.named_relations.push(rel);
             }
+            if member {
+                let name = list.items.last().and_then(sval);
+                self.object(name.map(str::to_owned));
+            }
+            return;
         }
         self.object(object_text(node));
     }
+}
+
+/// `CREATE`/`ALTER`/`DROP ROLE`: identity changes, naming the roles.
+pub(super) fn role(node: &NodeEnum) -> Class<'_> {
+    let mut c = Class::of(StatementKind::Role);
+    match node {
+        NodeEnum::CreateRoleStmt(r) => c.object_str(&r.role),
+        NodeEnum::AlterRoleStmt(r) => c.role(r.role.as_ref()),
+        NodeEnum::AlterRoleSetStmt(r) => {
+            c.role(r.role.as_ref());
+            c.object_str(&r.database);
+        }
+        NodeEnum::DropRoleStmt(r) => c.each(&r.roles),
+        _ => {}
+    }
+    c
+}
+
+/// `CREATE SCHEMA s [AUTHORIZATION r] …`: its elements are created in `s`.
+pub(super) fn schema(s: &CreateSchemaStmt) -> Class<'_> {
+    let mut c = Class::of(StatementKind::Create);
+    // `CREATE SCHEMA AUTHORIZATION joe` names the schema after the role.
+    let schema: &str = if s.schemaname.is_empty() {
+        s.authrole.as_ref().map_or("", |r| r.rolename.as_str())
+    } else {
+        &s.schemaname
+    };
+    c.object_str(schema);
+    c.role(s.authrole.as_ref());
+    c.schema_first = (!schema.is_empty()).then_some(schema);
+    c
 }
 
 /// `GRANT`/`REVOKE`, `DROP`, `COMMENT`, renames and ownership changes.

@@ -3,7 +3,8 @@
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
-    CopyStmt, ExplainStmt, TransactionStmt, TransactionStmtKind, VariableSetKind, VariableSetStmt,
+    CopyStmt, DeallocateStmt, DiscardMode, DiscardStmt, ExecuteStmt, ExplainStmt, TransactionStmt,
+    TransactionStmtKind, VariableSetKind, VariableSetStmt,
 };
 
 use super::{Class, sets_identity};
@@ -30,6 +31,30 @@ pub(super) fn copy(c: &CopyStmt) -> Class<'_> {
         program: c.is_program,
         target: (!c.filename.is_empty()).then(|| c.filename.clone()),
     });
+    class
+}
+
+/// `EXECUTE p(…)`: the agent decides it as what `p` was prepared as.
+pub(super) fn execute(e: &ExecuteStmt) -> Class<'_> {
+    let mut class = Class::of(StatementKind::Execute);
+    class.execute = Some(e.name.clone());
+    class
+}
+
+/// `DEALLOCATE p` / `DEALLOCATE ALL`.
+pub(super) fn deallocate(d: &DeallocateStmt) -> Class<'_> {
+    let mut class = Class::of(StatementKind::Deallocate);
+    class.deallocate = Some((!d.isall && !d.name.is_empty()).then(|| d.name.clone()));
+    class
+}
+
+/// `DISCARD ALL` resets every setting and drops every prepared statement.
+pub(super) fn discard(d: &DiscardStmt) -> Class<'_> {
+    let mut class = Class::of(StatementKind::Other);
+    if d.target() == DiscardMode::DiscardAll {
+        class.search_path = Some(default_search_path());
+        class.deallocate = Some(None);
+    }
     class
 }
 

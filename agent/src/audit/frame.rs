@@ -1,0 +1,277 @@
+//! One spool record: `u32 length | u32 crc32(payload) | payload`, both
+//! integers little-endian, the payload a prost-encoded `AuditEvent`.
+//!
+//! Encoding is pure. [`RecordReader`] reads records from any `Read` and tells
+//! a clean end, a torn (incomplete) record and a bad one apart, because
+//! recovery treats them differently. Spool bytes are input like any other:
+//! lengths are checked before anything is allocated, and nothing panics.
+
+use std::io::{self, Read};
+
+use palisade_proto::v1 as pb;
+use prost::Message;
+
+/// Bytes before the payload: length and checksum.
+pub(super) const HEADER_LEN: usize = 8;
+
+/// The largest payload accepted. It keeps every event, alone in a request,
+/// under the 4 MiB a tonic server decodes by default, so an event the PDP
+/// would refuse can never sit in the spool and block it forever.
+pub(super) const MAX_PAYLOAD: usize = 3 * 1024 * 1024;
+
+/// Why an event cannot be framed.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EncodeError {
+    /// The encoded event exceeds [`MAX_PAYLOAD`].
+    TooLarge(usize),
+    /// The event lacks its stable id.
+    Invalid(&'static str),
+}
+
+/// Checks what the spool and the PDP rely on: the `(session_id, sequence)`
+/// id, with sequences starting at 1.
+pub(super) fn validate(event: &pb::AuditEvent) -> Result<(), &'static str> {
+    if event.session_id.is_empty() {
+        return Err("the session id is empty");
+    }
+    if event.sequence == 0 {
+        return Err("sequence numbers start at 1");
+    }
+    Ok(())
+}
+
+/// Frames one event.
+pub(super) fn encode(event: &pb::AuditEvent) -> Result<Vec<u8>, EncodeError> {
+    validate(event).map_err(EncodeError::Invalid)?;
+    let len = event.encoded_len();
+    // INVARIANT: MAX_PAYLOAD < u32::MAX, so the length fits the header.
+    let header_len = match u32::try_from(len) {
+        Ok(l) if len <= MAX_PAYLOAD => l,
+        _ => return Err(EncodeError::TooLarge(len)),
+    };
+    let payload = event.encode_to_vec();
+    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
+    frame.extend_from_slice(&header_len.to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// A record read back.
+#[derive(Debug)]
+pub(super) struct Record {
+    /// The event.
+    pub event: pb::AuditEvent,
+    /// Where the record starts.
+    pub offset: u64,
+    /// Its framed length (header included).
+    pub len: u64,
+}
+
+/// What the next bytes hold.
+#[derive(Debug)]
+pub(super) enum Next {
+    /// A whole, valid record (boxed: an event is large beside the others).
+    Record(Box<Record>),
+    /// No more bytes, at a record boundary.
+    End,
+    /// The bytes end inside a record (a write cut short).
+    Torn {
+        /// Where the incomplete record starts.
+        at: u64,
+    },
+    /// A whole record that is not valid.
+    Bad {
+        /// Where it starts.
+        at: u64,
+        /// Where the next record would start, when the length is plausible.
+        next: Option<u64>,
+        /// What is wrong, for logs.
+        reason: &'static str,
+    },
+}
+
+/// Reads records one at a time, tracking offsets.
+pub(super) struct RecordReader<R> {
+    inner: R,
+    offset: u64,
+}
+
+impl<R: Read> RecordReader<R> {
+    /// Reads from `inner`, whose first byte is at `offset` in the segment.
+    pub(super) fn new(inner: R, offset: u64) -> Self {
+        Self { inner, offset }
+    }
+
+    /// The next record, or why there is none.
+    pub(super) fn next_record(&mut self) -> io::Result<Next> {
+        let at = self.offset;
+        let mut header = [0u8; HEADER_LEN];
+        match read_full(&mut self.inner, &mut header)? {
+            0 => return Ok(Next::End),
+            HEADER_LEN => {}
+            _ => return Ok(Next::Torn { at }),
+        }
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        if len == 0 || len > MAX_PAYLOAD {
+            // Zeroed space (a file extended but never written) lands here too.
+            let reason = if len == 0 {
+                "empty record"
+            } else {
+                "implausible length"
+            };
+            return Ok(Next::Bad {
+                at,
+                next: None,
+                reason,
+            });
+        }
+        let mut payload = vec![0u8; len];
+        if read_full(&mut self.inner, &mut payload)? < len {
+            return Ok(Next::Torn { at });
+        }
+        let framed = (HEADER_LEN + len) as u64;
+        self.offset = at + framed;
+        let bad = |reason| {
+            Ok(Next::Bad {
+                at,
+                next: Some(at + framed),
+                reason,
+            })
+        };
+        if crc32fast::hash(&payload) != crc {
+            return bad("checksum mismatch");
+        }
+        let Ok(event) = pb::AuditEvent::decode(payload.as_slice()) else {
+            return bad("undecodable event");
+        };
+        if let Err(reason) = validate(&event) {
+            return bad(reason);
+        }
+        Ok(Next::Record(Box::new(Record {
+            event,
+            offset: at,
+            len: framed,
+        })))
+    }
+}
+
+/// Fills `buf` unless the input ends first; returns how much was read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> pb::AuditEvent {
+        pb::AuditEvent {
+            session_id: "s1".into(),
+            sequence: seq,
+            agent_id: "agent".into(),
+            event: Some(pb::audit_event::Event::Statement(pb::StatementExecuted {
+                text: "select 1".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn read_all(bytes: &[u8]) -> (Vec<Record>, Next) {
+        let mut reader = RecordReader::new(bytes, 0);
+        let mut records = Vec::new();
+        loop {
+            match reader.next_record().unwrap() {
+                Next::Record(r) => records.push(*r),
+                other => return (records, other),
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut bytes = encode(&event(1)).unwrap();
+        let first = bytes.len() as u64;
+        bytes.extend(encode(&event(2)).unwrap());
+        let (records, end) = read_all(&bytes);
+        assert!(matches!(end, Next::End));
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].event, event(1));
+        assert_eq!((records[1].offset, records[1].len), (first, first));
+        assert_eq!(records[1].event, event(2));
+    }
+
+    #[test]
+    fn torn_header_and_payload() {
+        let whole = encode(&event(1)).unwrap();
+        for cut in [3, HEADER_LEN, whole.len() - 1] {
+            let mut bytes = whole.clone();
+            bytes.extend_from_slice(&whole[..cut]);
+            let (records, end) = read_all(&bytes);
+            assert_eq!(records.len(), 1);
+            assert!(
+                matches!(end, Next::Torn { at } if at == whole.len() as u64),
+                "{cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_records() {
+        let whole = encode(&event(1)).unwrap();
+        let mut flipped = whole.clone();
+        *flipped.last_mut().unwrap() ^= 0xff;
+        let (_, end) = read_all(&flipped);
+        let len = whole.len() as u64;
+        assert!(
+            matches!(end, Next::Bad { at: 0, next: Some(n), reason: "checksum mismatch" } if n == len)
+        );
+
+        let (_, end) = read_all(&[0u8; 64]);
+        assert!(matches!(
+            end,
+            Next::Bad {
+                at: 0,
+                next: None,
+                reason: "empty record"
+            }
+        ));
+
+        let mut huge = u32::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(&[0; 4]);
+        let (_, end) = read_all(&huge);
+        assert!(matches!(end, Next::Bad { next: None, .. }));
+    }
+
+    #[test]
+    fn refuses_events_without_an_id_or_too_large() {
+        let mut e = event(0);
+        assert_eq!(
+            encode(&e),
+            Err(EncodeError::Invalid("sequence numbers start at 1"))
+        );
+        e.sequence = 1;
+        e.session_id.clear();
+        assert!(matches!(encode(&e), Err(EncodeError::Invalid(_))));
+        let mut big = event(1);
+        if let Some(pb::audit_event::Event::Statement(s)) = &mut big.event {
+            s.text = "x".repeat(MAX_PAYLOAD);
+        }
+        assert!(matches!(encode(&big), Err(EncodeError::TooLarge(_))));
+    }
+}

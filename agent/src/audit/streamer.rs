@@ -1,0 +1,297 @@
+//! The streamer: one task that keeps a `StreamEvents` call open to the PDP
+//! and sends the spool through it, oldest first.
+//!
+//! Each call starts from the oldest segment and skips what is acknowledged,
+//! so everything unacknowledged is sent again after a reconnect (the PDP
+//! stores idempotently by `(session_id, sequence)`). At most [`WINDOW`]
+//! requests wait for acknowledgement; the oldest must be acknowledged within
+//! [`ACK_TIMEOUT`] or the call is dropped and opened again, so a PDP that
+//! stops answering cannot stall audit silently. Calls that fail are retried
+//! with capped exponential backoff.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_proto::v1 as pb;
+use pb::audit_service_client::AuditServiceClient;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tonic::transport::Channel;
+use tracing::{debug, error, info, warn};
+
+use super::frame::{Next, RecordReader};
+use super::spool::Shared;
+
+/// Events per request, at most.
+const BATCH_EVENTS: usize = 256;
+/// Bytes per request, about (a request may pass it by one event).
+const BATCH_BYTES: u64 = 1024 * 1024;
+/// Requests waiting for acknowledgement, at most.
+const WINDOW: usize = 4;
+/// How long the oldest request in flight may wait for its acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening a call may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// First retry delay after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why a call ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{}", .0.message())]
+    Rpc(tonic::Status),
+    #[error("no answer to the call within {OPEN_TIMEOUT:?}")]
+    OpenTimeout,
+    #[error("the policy service ended the stream")]
+    Ended,
+    #[error("no acknowledgement within {ACK_TIMEOUT:?}")]
+    AckTimeout,
+    #[error("reading the spool: {0}")]
+    Spool(io::Error),
+}
+
+/// Streams until `stop` is dropped.
+pub(super) async fn run(shared: Arc<Shared>, channel: Channel, mut stop: watch::Receiver<()>) {
+    let mut client = AuditServiceClient::new(channel);
+    let mut backoff = Backoff::default();
+    loop {
+        let error = tokio::select! {
+            _ = stop.changed() => return,
+            error = stream_once(&shared, &mut client, &mut backoff) => error,
+        };
+        let delay = backoff.failed(&error);
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = sleep(delay) => {}
+        }
+    }
+}
+
+/// How often a PDP that stays away is logged again at `warn`.
+const WARN_EVERY: Duration = Duration::from_secs(300);
+
+/// Retry delays and failure logging.
+#[derive(Debug)]
+struct Backoff {
+    delay: Duration,
+    failures: u32,
+    warned: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            delay: BACKOFF_MIN,
+            failures: 0,
+            warned: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// The PDP acknowledged something: the link works.
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            info!(
+                failures = self.failures,
+                "audit stream to the policy service restored"
+            );
+        }
+        *self = Self::default();
+    }
+
+    /// Logs the failure (the first, then every [`WARN_EVERY`]) and returns
+    /// how long to wait, with jitter so agents do not retry in step.
+    fn failed(&mut self, error: &StreamError) -> Duration {
+        self.failures += 1;
+        if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            self.warned = Some(Instant::now());
+            warn!(%error, failures = self.failures, "audit stream to the policy service failed; events wait in the spool");
+        } else {
+            debug!(%error, failures = self.failures, "audit stream retry failed");
+        }
+        let delay = self.delay.mul_f64(0.8 + 0.4 * rand::random::<f64>());
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+/// Where the next read starts.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    segment: u64,
+    offset: u64,
+}
+
+/// A request waiting for acknowledgement.
+struct InFlight {
+    /// Highest sequence per session in the request.
+    max_seq: HashMap<String, u64>,
+    sent: Instant,
+}
+
+/// One call, from open to failure.
+async fn stream_once(
+    shared: &Arc<Shared>,
+    client: &mut AuditServiceClient<Channel>,
+    backoff: &mut Backoff,
+) -> StreamError {
+    let (requests, outbound) = mpsc::channel(WINDOW);
+    let outbound = futures::stream::unfold(outbound, |mut rx| async move {
+        rx.recv().await.map(|request| (request, rx))
+    });
+    let mut inbound = match timeout(OPEN_TIMEOUT, client.stream_events(outbound)).await {
+        Err(_) => return StreamError::OpenTimeout,
+        Ok(Err(status)) => return StreamError::Rpc(status),
+        Ok(Ok(response)) => response.into_inner(),
+    };
+    let mut cursor = Cursor {
+        segment: shared.state().first_segment(),
+        offset: 0,
+    };
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut caught_up = false;
+    loop {
+        while !caught_up && in_flight.len() < WINDOW {
+            let (events, max_seq, next) = match read_batch(shared, cursor).await {
+                Ok(batch) => batch,
+                Err(e) => return StreamError::Spool(e),
+            };
+            cursor = next;
+            if events.is_empty() {
+                caught_up = true;
+                break;
+            }
+            // INVARIANT: the channel holds at most WINDOW requests, each one
+            // in flight, so there is room; failing means the call is gone.
+            if requests
+                .try_send(pb::StreamEventsRequest { events })
+                .is_err()
+            {
+                return StreamError::Ended;
+            }
+            in_flight.push_back(InFlight {
+                max_seq,
+                sent: Instant::now(),
+            });
+        }
+        let deadline = in_flight.front().map(|f| f.sent + ACK_TIMEOUT);
+        tokio::select! {
+            message = inbound.message() => match message {
+                Ok(Some(response)) => {
+                    apply_acks(shared, &response.acks).await;
+                    backoff.succeeded();
+                    let state = shared.state();
+                    while in_flight.front().is_some_and(|f| {
+                        f.max_seq.iter().all(|(s, max)| state.acked(s) >= *max)
+                    }) {
+                        in_flight.pop_front();
+                    }
+                }
+                Ok(None) => return StreamError::Ended,
+                Err(status) => return StreamError::Rpc(status),
+            },
+            () = shared.data_ready.notified(), if caught_up => caught_up = false,
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                return StreamError::AckTimeout;
+            }
+        }
+    }
+}
+
+/// Records the PDP's acknowledgements, then deletes the segments they free.
+async fn apply_acks(shared: &Arc<Shared>, acks: &[pb::EventAck]) {
+    let trimmed = {
+        let mut state = shared.state();
+        for ack in acks {
+            state.ack(&ack.session_id, ack.sequence);
+        }
+        state.take_trimmable()
+    };
+    if trimmed.is_empty() {
+        shared.acked.send_modify(|generation| *generation += 1);
+        return;
+    }
+    let shared = Arc::clone(shared);
+    if let Err(e) = tokio::task::spawn_blocking(move || shared.delete_segments(trimmed)).await {
+        error!(error = %e, "audit spool trimming failed");
+    }
+}
+
+type Batch = (Vec<pb::AuditEvent>, HashMap<String, u64>, Cursor);
+
+/// The next unacknowledged events from `cursor` on; empty when the cursor
+/// reached the end of what is durable.
+async fn read_batch(shared: &Arc<Shared>, cursor: Cursor) -> io::Result<Batch> {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || read_batch_blocking(&shared, cursor))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch> {
+    // One consistent view: a segment that has a successor here is sealed, so
+    // its length is final and nothing of it is skipped.
+    let segments = shared.state().segments_from(cursor.segment);
+    let mut events = Vec::new();
+    let mut max_seq: HashMap<String, u64> = HashMap::new();
+    let mut bytes = 0;
+    for (id, path, len) in segments {
+        if id != cursor.segment {
+            cursor = Cursor {
+                segment: id,
+                offset: 0,
+            };
+        }
+        if cursor.offset >= len {
+            continue;
+        }
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            // Trimmed since the snapshot: everything in it is acknowledged.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        file.seek(SeekFrom::Start(cursor.offset))?;
+        let mut reader = RecordReader::new(
+            BufReader::new(file.take(len - cursor.offset)),
+            cursor.offset,
+        );
+        loop {
+            match reader.next_record()? {
+                Next::Record(record) => {
+                    cursor.offset = record.offset + record.len;
+                    let event = record.event;
+                    if shared.state().acked(&event.session_id) >= event.sequence {
+                        continue;
+                    }
+                    match max_seq.get_mut(&event.session_id) {
+                        Some(max) => *max = (*max).max(event.sequence),
+                        None => {
+                            max_seq.insert(event.session_id.clone(), event.sequence);
+                        }
+                    }
+                    events.push(event);
+                    bytes += record.len;
+                    if events.len() >= BATCH_EVENTS || bytes >= BATCH_BYTES {
+                        return Ok((events, max_seq, cursor));
+                    }
+                }
+                Next::End => break,
+                Next::Torn { at } | Next::Bad { at, .. } => {
+                    // Damaged after it was written and recovered: the rest
+                    // of the segment waits for the next start's recovery.
+                    error!(segment = %path.display(), offset = at, "audit spool segment is damaged; skipping the rest of it");
+                    cursor.offset = len;
+                    break;
+                }
+            }
+        }
+    }
+    Ok((events, max_seq, cursor))
+}

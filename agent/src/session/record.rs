@@ -1,0 +1,195 @@
+//! The session's audit events: session start and end, and one event per
+//! statement with its decision and outcome (rows, command tag, columns,
+//! duration, error). Events are numbered per session (the stable id is
+//! session id + sequence) and handed, in order, to the audit spool.
+//!
+//! Statement outcomes are matched to statements in protocol order: the
+//! client-reading direction queues each statement it forwards
+//! ([`Pending`]); the relaying direction completes the front of the queue at
+//! CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse, and
+//! at ReadyForQuery marks what is left as not executed (skipped after an
+//! earlier error, as the database does).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use palisade_proto::v1 as pb;
+use palisade_sql::{Statement, StatementKind};
+use tokio::sync::mpsc;
+
+use crate::enforce::{Note, Refusal};
+
+/// A forwarded statement waiting for its outcome.
+#[derive(Debug)]
+pub struct Pending {
+    /// The statement.
+    pub statement: Statement,
+    /// How it was decided.
+    pub note: Note,
+    /// When it was forwarded.
+    pub started: Instant,
+    /// "simple" or "extended".
+    pub protocol: &'static str,
+    /// Result column names (from RowDescription).
+    pub columns: Vec<String>,
+}
+
+/// How a statement ended upstream.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The command tag.
+    pub tag: String,
+    /// Rows returned or affected.
+    pub rows: u64,
+    /// The database's error message, if it failed.
+    pub error: Option<String>,
+    /// Its SQLSTATE.
+    pub sqlstate: Option<String>,
+}
+
+/// Numbers and ships a session's events.
+pub struct Recorder {
+    session_id: String,
+    agent_id: String,
+    redact_literals: bool,
+    sequence: AtomicU64,
+    tx: Option<mpsc::UnboundedSender<pb::AuditEvent>>,
+}
+
+impl Recorder {
+    /// A recorder for a session; events go to `tx` in order (none when the
+    /// agent runs without an audit spool).
+    pub fn new(
+        session_id: String,
+        agent_id: String,
+        redact_literals: bool,
+        tx: Option<mpsc::UnboundedSender<pb::AuditEvent>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            session_id,
+            agent_id,
+            redact_literals,
+            sequence: AtomicU64::new(0),
+            tx,
+        })
+    }
+
+    /// Emits one event with the next sequence number.
+    pub fn emit(&self, event: pb::audit_event::Event) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = tx.send(pb::AuditEvent {
+            session_id: self.session_id.clone(),
+            sequence,
+            time: Some(timestamp(SystemTime::now())),
+            agent_id: self.agent_id.clone(),
+            event: Some(event),
+        });
+    }
+
+    /// The text kept of a statement: verbatim, or normalized (literals
+    /// replaced) when redaction is on. Role statements are always
+    /// normalized: `ALTER ROLE x PASSWORD '...'` must never be stored.
+    pub fn text_of(&self, statement: &Statement) -> String {
+        if self.redact_literals || statement.attributes.kind == StatementKind::Role {
+            if statement.attributes.normalized.is_empty() {
+                "<redacted>".to_owned()
+            } else {
+                statement.attributes.normalized.clone()
+            }
+        } else {
+            statement.text.clone()
+        }
+    }
+
+    /// A statement that ran (or failed upstream).
+    pub fn completed(&self, p: &Pending, outcome: Outcome) {
+        self.emit(pb::audit_event::Event::Statement(pb::StatementExecuted {
+            text: self.text_of(&p.statement),
+            attributes: Some(palisade_proto::convert::attributes_to_pb(
+                &p.statement.attributes,
+            )),
+            effect: pb::Effect::Allow.into(),
+            determining_policies: p.note.policies.clone(),
+            reason: String::new(),
+            approval_id: String::new(),
+            rows: outcome.rows,
+            command_tag: outcome.tag,
+            masked_columns: Vec::new(),
+            duration: Some(duration(p.started.elapsed())),
+            error: outcome.error.unwrap_or_default(),
+            sqlstate: outcome.sqlstate.unwrap_or_default(),
+            result_columns: p.columns.clone(),
+            cached_decision: p.note.cached,
+            protocol: p.protocol.to_owned(),
+        }));
+    }
+
+    /// Statements refused by policy (or because no decision could be had);
+    /// nothing of them reached the database.
+    pub fn refused(
+        &self,
+        statements: &[Statement],
+        refusal: &Refusal,
+        protocol: &'static str,
+        fallback_text: &str,
+    ) {
+        let effect = if refusal.held {
+            pb::Effect::RequireApproval
+        } else {
+            pb::Effect::Deny
+        };
+        let event = |text: String, attributes: Option<pb::StatementAttributes>| {
+            pb::audit_event::Event::Statement(pb::StatementExecuted {
+                text,
+                attributes,
+                effect: effect.into(),
+                determining_policies: refusal.policies.clone(),
+                reason: refusal.message.clone(),
+                protocol: protocol.to_owned(),
+                sqlstate: refusal.code.to_owned(),
+                ..Default::default()
+            })
+        };
+        if statements.is_empty() {
+            // Unparsable: the text cannot be normalized, so it is kept only
+            // when literals are not to be redacted.
+            let text = if self.redact_literals {
+                "<unparsable statement>".to_owned()
+            } else {
+                fallback_text.to_owned()
+            };
+            self.emit(event(text, None));
+        }
+        for s in statements {
+            self.emit(event(
+                self.text_of(s),
+                Some(palisade_proto::convert::attributes_to_pb(&s.attributes)),
+            ));
+        }
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A duration on the wire.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A time on the wire.
+pub fn time(t: SystemTime) -> prost_types::Timestamp {
+    timestamp(t)
+}

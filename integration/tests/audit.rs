@@ -1,0 +1,271 @@
+//! The audit trail end to end: agent spool → PDP store → CLI. Nothing is
+//! lost when the PDP is down or the agent is killed, nothing is stored
+//! twice, secrets are redacted, and tampering is found.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on a broken assumption"
+)]
+
+use std::time::Duration;
+
+use integration::agent::{AgentProcess, Stack, seed_example};
+use integration::ports::free_port;
+use integration::postgres::TestPostgres;
+use integration::stack::{Fixture, PdpProcess, bin_dir};
+use palisade_pdp::audit::{AuditStore, SessionFilter};
+use palisade_proto::v1 as pb;
+
+async fn wait_for_session_end(store: &dyn AuditStore, expected: usize) -> Vec<pb::SessionSummary> {
+    for _ in 0..100 {
+        let sessions = store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        let ended = sessions.iter().filter(|s| !s.end_reason.is_empty()).count();
+        if ended >= expected {
+            return sessions;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sessions did not reach the store within 10 s");
+}
+
+fn statement_texts(events: &[palisade_pdp::audit::StoredEvent]) -> Vec<(i32, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event.event {
+            Some(pb::audit_event::Event::Statement(s)) => Some((s.effect, s.text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn cli(fixture: &Fixture, pdp_url: &str, args: &[&str]) -> (bool, String) {
+    let admin = fixture.certs.client("admin").unwrap();
+    let out = tokio::process::Command::new(bin_dir().unwrap().join("palisade"))
+        .args(args)
+        .env("PALISADE_PDP", pdp_url)
+        .env("PALISADE_CA", &fixture.certs.ca.cert)
+        .env("PALISADE_CERT", &admin.paths.cert)
+        .env("PALISADE_KEY", &admin.paths.key)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn sessions_are_recorded_replayed_and_verified() {
+    let stack = Stack::start().await.unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    ci.simple_query("SELECT id FROM orders WHERE id <= 3")
+        .await
+        .unwrap();
+    let _ = ci
+        .simple_query("DELETE FROM orders WHERE id = 1")
+        .await
+        .unwrap_err();
+    ci.execute("INSERT INTO migrations_tmp.backfill VALUES ($1)", &[&5i32])
+        .await
+        .unwrap();
+    drop(ci);
+    let dba = stack.connect(&stack.dba_token().unwrap()).await.unwrap();
+    dba.simple_query("CREATE ROLE audit_probe LOGIN PASSWORD 'hunter2-secret'")
+        .await
+        .unwrap();
+    dba.simple_query("ALTER ROLE audit_probe PASSWORD 'other-secret'")
+        .await
+        .unwrap();
+    drop(dba);
+
+    let store = stack.pdp.audit.clone();
+    let sessions = wait_for_session_end(store.as_ref(), 2).await;
+    let ci_session = sessions
+        .iter()
+        .find(|s| {
+            s.principal
+                .as_ref()
+                .is_some_and(|p| p.id.ends_with("|ci-job-42"))
+        })
+        .expect("the ci session is listed");
+    assert_eq!(ci_session.statements, 3, "{ci_session:?}");
+    assert_eq!(ci_session.denied, 1, "{ci_session:?}");
+    assert_eq!(ci_session.target, "prod");
+
+    let events = store
+        .session_events(&ci_session.session_id, 0)
+        .await
+        .unwrap();
+    let sequences: Vec<u64> = events.iter().map(|e| e.event.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=sequences.len() as u64).collect::<Vec<_>>(),
+        "no gaps"
+    );
+    let texts = statement_texts(&events);
+    assert!(
+        texts.contains(&(
+            pb::Effect::Allow as i32,
+            "SELECT id FROM orders WHERE id <= 3".to_owned()
+        )),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&(
+            pb::Effect::Deny as i32,
+            "DELETE FROM orders WHERE id = 1".to_owned()
+        )),
+        "{texts:?}"
+    );
+    let select = events
+        .iter()
+        .find_map(|e| match &e.event.event {
+            Some(pb::audit_event::Event::Statement(s)) if s.text.starts_with("SELECT id") => {
+                Some(s.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(select.rows, 3);
+    assert_eq!(select.result_columns, ["id"]);
+    assert!(
+        select
+            .determining_policies
+            .contains(&"ci-read-production".to_owned())
+    );
+    let started = events.iter().find_map(|e| match &e.event.event {
+        Some(pb::audit_event::Event::SessionStarted(s)) => Some(s.clone()),
+        _ => None,
+    });
+    let started = started.expect("a session_started event");
+    assert_eq!(
+        started
+            .principal
+            .unwrap()
+            .claims
+            .get("repository")
+            .map(String::as_str),
+        Some("acme/app")
+    );
+
+    // Role passwords never reach the store.
+    let all = store.verify(None).await.unwrap();
+    assert!(all.broken.is_none(), "{:?}", all.broken.map(|b| b.problem));
+    for s in &sessions {
+        for e in store.session_events(&s.session_id, 0).await.unwrap() {
+            let bytes = format!("{:?}", e.event);
+            assert!(
+                !bytes.contains("hunter2-secret") && !bytes.contains("other-secret"),
+                "{bytes}"
+            );
+        }
+    }
+
+    // The CLI: list, replay, verify.
+    let url = stack.pdp.url();
+    let (ok, out) = cli(&stack.fixture, &url, &["sessions", "list", "--denied-only"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains(&ci_session.session_id), "{out}");
+    let (ok, out) = cli(&stack.fixture, &url, &["replay", &ci_session.session_id]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ALLOW SELECT id FROM orders WHERE id <= 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DENY  DELETE FROM orders WHERE id = 1"),
+        "{out}"
+    );
+    assert!(out.contains("ci-no-writes-outside-sandbox"), "{out}");
+    assert!(out.contains("repository=acme/app"), "{out}");
+    let (ok, out) = cli(&stack.fixture, &url, &["audit", "verify"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("intact"), "{out}");
+}
+
+#[tokio::test]
+async fn nothing_is_lost_when_the_pdp_is_down_or_the_agent_is_killed() {
+    let fixture = Fixture::new().unwrap();
+    let pg = TestPostgres::start().await.unwrap();
+    seed_example(&pg).await.unwrap();
+    let pdp_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut pdp = PdpProcess::start(&fixture, pdp_addr).await.unwrap();
+    let agent_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let spool = fixture.dir.path().join("agent-spool");
+    let mut agent = AgentProcess::start(&fixture, &pdp.url(), &pg, agent_addr, &spool)
+        .await
+        .unwrap();
+    let ca = fixture.certs.ca.cert.clone();
+    let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
+    let ci = integration::clients::connect(&agent.conninfo(&token), &ca)
+        .await
+        .unwrap();
+    ci.simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+
+    // The PDP goes away; the session goes on (cached decision) and refusals
+    // are recorded too. Events wait in the agent's spool.
+    pdp.kill().await.unwrap();
+    for _ in 0..5 {
+        ci.simple_query("SELECT count(*) FROM orders")
+            .await
+            .unwrap();
+    }
+    let _ = ci.simple_query("SELECT 42").await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The agent is killed (SIGKILL: no drain, no flush) and started again on
+    // the same spool; then the PDP comes back.
+    agent.kill().await.unwrap();
+    drop(ci);
+    agent.restart().await.unwrap();
+    pdp.restart().await.unwrap();
+
+    // Everything recorded before the kill arrives once, in order, with an
+    // intact chain.
+    let mut listing = (false, String::new());
+    for _ in 0..100 {
+        listing = cli(&fixture, &pdp.url(), &["sessions", "list"]).await;
+        if listing.0 && listing.1.contains("ci-job") {
+            let id = listing
+                .1
+                .lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_owned();
+            let (_, replay) = cli(&fixture, &pdp.url(), &["replay", &id]).await;
+            if replay.contains("DENY  SELECT 42") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out) = listing;
+    assert!(ok, "{out}");
+    let id = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (ok, replay) = cli(&fixture, &pdp.url(), &["replay", &id]).await;
+    assert!(ok, "{replay}");
+    assert_eq!(
+        replay.matches("ALLOW SELECT count(*) FROM orders").count(),
+        6,
+        "{replay}"
+    );
+    assert_eq!(replay.matches("DENY  SELECT 42").count(), 1, "{replay}");
+    assert_eq!(replay.matches("session started").count(), 1, "{replay}");
+    let (ok, out) = cli(&fixture, &pdp.url(), &["audit", "verify", &id]).await;
+    assert!(ok && out.contains("intact"), "{out}");
+}
