@@ -42,10 +42,36 @@ impl AgentContext {
     ) -> Option<tokio::sync::mpsc::UnboundedSender<palisade_proto::v1::AuditEvent>> {
         let log = self.audit.clone()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<palisade_proto::v1::AuditEvent>();
+        // Numbers the session's events as they become durable: a sequence is
+        // used only once the spool holds its event, so the chain has no gaps
+        // (the PDP acknowledges only contiguous sequences). A full or failing
+        // spool is retried; the session meanwhile refuses new statements
+        // (`AuditLog::accepting`).
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let Err(e) = log.record(event).await {
-                    tracing::error!(error = %e, "audit event could not be spooled");
+            let mut next: u64 = 1;
+            while let Some(mut event) = rx.recv().await {
+                event.sequence = next;
+                let mut backoff = std::time::Duration::from_millis(50);
+                loop {
+                    match log.record(event.clone()).await {
+                        Ok(()) => {
+                            next += 1;
+                            break;
+                        }
+                        Err(crate::audit::AuditError::Stopped) => return,
+                        Err(
+                            e @ (crate::audit::AuditError::InvalidEvent(_)
+                            | crate::audit::AuditError::TooLarge { .. }),
+                        ) => {
+                            tracing::error!(error = %e, "audit event cannot be spooled; skipped");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit spool unavailable; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                        }
+                    }
                 }
             }
         });

@@ -87,9 +87,7 @@ impl AgentContext {
         }
         let pdp = PdpClient::new(&config.pdp)?;
         let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
-        let channel = pdp
-            .channel()
-            .ok_or_else(|| PdpError::Config("no PDP endpoint".to_owned()))?;
+        let channel = pdp.audit_channel();
         let audit =
             crate::audit::AuditLog::open(config.audit.spool.clone(), channel, agent_id.clone())
                 .await?;

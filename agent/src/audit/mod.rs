@@ -216,6 +216,10 @@ impl AuditLog {
     /// [`AuditError`]). Fails when the spool is full, the disk fails, or the
     /// event has no `(session_id, sequence)` id or is too large. Dropping the
     /// future after the event was queued does not withdraw it.
+    ///
+    /// Record each session's events in sequence order, awaiting each before
+    /// the next (different sessions may record concurrently): the spool
+    /// keeps commit order, and the PDP acknowledges contiguous sequences only.
     pub async fn record(&self, mut event: pb::AuditEvent) -> Result<(), AuditError> {
         if event.agent_id.is_empty() {
             event.agent_id = self.agent_id.to_string();

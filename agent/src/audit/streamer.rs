@@ -27,7 +27,8 @@ use super::spool::Shared;
 
 /// Events per request, at most.
 const BATCH_EVENTS: usize = 256;
-/// Bytes per request, about (a request may pass it by one event).
+/// Bytes per request, at most; an event larger than this goes alone (and
+/// `frame::MAX_PAYLOAD` keeps it under the PDP's 4 MiB message limit).
 const BATCH_BYTES: u64 = 1024 * 1024;
 /// Requests waiting for acknowledgement, at most.
 const WINDOW: usize = 4;
@@ -265,11 +266,17 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
         loop {
             match reader.next_record()? {
                 Next::Record(record) => {
-                    cursor.offset = record.offset + record.len;
+                    let next = record.offset + record.len;
                     let event = record.event;
                     if shared.state().acked(&event.session_id) >= event.sequence {
+                        cursor.offset = next;
                         continue;
                     }
+                    if !events.is_empty() && bytes + record.len > BATCH_BYTES {
+                        // It starts the next request (the cursor stays on it).
+                        return Ok((events, max_seq, cursor));
+                    }
+                    cursor.offset = next;
                     match max_seq.get_mut(&event.session_id) {
                         Some(max) => *max = (*max).max(event.sequence),
                         None => {
@@ -278,7 +285,7 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
                     }
                     events.push(event);
                     bytes += record.len;
-                    if events.len() >= BATCH_EVENTS || bytes >= BATCH_BYTES {
+                    if events.len() >= BATCH_EVENTS {
                         return Ok((events, max_seq, cursor));
                     }
                 }

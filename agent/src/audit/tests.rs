@@ -434,6 +434,32 @@ async fn concurrent_records_share_syncs_and_are_all_delivered() {
 }
 
 #[tokio::test]
+async fn the_largest_events_fit_the_pdp_message_limit() {
+    // The test server keeps tonic's default 4 MiB decoding limit.
+    let dir = tempfile::tempdir().unwrap();
+    let pdp = TestPdp::default();
+    let addr = free_addr().await;
+    let log = open(SpoolConfig::new(dir.path()), addr).await;
+    let sized = |seq, len| {
+        let mut e = event("s", seq);
+        if let Some(pb::audit_event::Event::Statement(s)) = &mut e.event {
+            s.text = "x".repeat(len);
+        }
+        e
+    };
+    for seq in 1..=10 {
+        log.record(sized(seq, 100_000)).await.unwrap();
+    }
+    log.record(sized(11, frame::MAX_PAYLOAD - 100))
+        .await
+        .unwrap();
+    log.record(sized(12, 10)).await.unwrap();
+    pdp.serve(addr).await;
+    log.flush(FLUSH).await.unwrap();
+    assert_eq!(pdp.stored(), ids("s", 1..=12));
+}
+
+#[tokio::test]
 async fn a_balanced_channel_reaches_the_live_endpoint() {
     // What `PdpClient::channel` hands out for several endpoints.
     let dir = tempfile::tempdir().unwrap();

@@ -87,6 +87,10 @@ impl PolicyVersion {
     }
 }
 
+/// Re-opens a session at the PDP under the same id (after a PDP restart).
+pub type Reopen =
+    Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>;
+
 /// Largest number of distinct query texts whose analysis a session keeps.
 const ANALYSIS_CACHE_ENTRIES: usize = 512;
 
@@ -101,12 +105,12 @@ pub struct Enforcer {
     decisions: DecisionCache,
     version: Arc<PolicyVersion>,
     metrics: Arc<Metrics>,
+    /// The role the session runs as upstream (for `$user` in search paths).
+    database_user: String,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` will run.
     sql_prepared: HashMap<String, Attributes>,
     /// Re-opens the PDP session when the PDP forgot it (restart).
-    reopen: Box<
-        dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync,
-    >,
+    reopen: Reopen,
 }
 
 impl Enforcer {
@@ -116,11 +120,11 @@ impl Enforcer {
         session_id: String,
         version: Arc<PolicyVersion>,
         metrics: Arc<Metrics>,
-        reopen: Box<
-            dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync,
-        >,
+        database_user: String,
+        reopen: Reopen,
     ) -> Self {
         Self {
+            database_user,
             pdp,
             session_id,
             search_path: vec!["public".to_owned()],
@@ -235,10 +239,20 @@ impl Enforcer {
         if let Some(path) = &statement.sets_search_path {
             // The analysis of later statements resolves names against the
             // new path; cached analyses used the old one.
+            // `$user` is the schema named after the database role the
+            // session runs as upstream.
             self.search_path = if path.is_empty() {
                 vec!["public".to_owned()]
             } else {
-                path.clone()
+                path.iter()
+                    .map(|s| {
+                        if s == "$user" {
+                            self.database_user.clone()
+                        } else {
+                            s.clone()
+                        }
+                    })
+                    .collect()
             };
             self.analyses.clear();
         }

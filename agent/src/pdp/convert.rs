@@ -142,7 +142,7 @@ pub fn open_outcome(r: pb::OpenSessionResponse) -> Result<OpenOutcome, PdpError>
                         )
                 })
                 .unwrap_or_else(SystemTime::now);
-            Ok(OpenOutcome::Granted(Grant {
+            Ok(OpenOutcome::Granted(Box::new(Grant {
                 session_id: g.session_id,
                 principal: principal.id.clone(),
                 groups: principal.groups.clone(),
@@ -150,7 +150,7 @@ pub fn open_outcome(r: pb::OpenSessionResponse) -> Result<OpenOutcome, PdpError>
                 granted_roles: g.granted_roles,
                 deadline,
                 policy_version: g.policy_version,
-            }))
+            })))
         }
     }
 }

@@ -59,7 +59,7 @@ pub struct Grant {
 #[derive(Debug)]
 pub enum OpenOutcome {
     /// Go ahead.
-    Granted(Grant),
+    Granted(Box<Grant>),
     /// Refused, with a reason fit for the client and whether the token was
     /// the problem (28P01) rather than policy (28000).
     Refused {
@@ -89,16 +89,18 @@ pub struct ClientFacts {
 /// reconnect on their own, so a PDP that comes back restores service.
 #[derive(Clone)]
 pub struct PdpClient {
-    channels: Arc<Vec<Channel>>,
+    endpoints: Arc<Vec<Endpoint>>,
     clients: Arc<Vec<DecisionServiceClient<Channel>>>,
     status: Arc<Vec<PolicyServiceClient<Channel>>>,
     timeout: Duration,
 }
 
 impl PdpClient {
-    /// The channel to the first endpoint (the audit stream shares it).
-    pub fn channel(&self) -> Option<Channel> {
-        self.channels.first().cloned()
+    /// A channel for the audit stream: its own connections (a backlog being
+    /// replayed does not delay decisions), balanced over every endpoint (it
+    /// fails over like decisions do).
+    pub fn audit_channel(&self) -> Channel {
+        Channel::balance_list(self.endpoints.iter().cloned())
     }
 
     /// Builds lazy channels to every endpoint.
@@ -110,7 +112,7 @@ impl PdpClient {
         let identity = Identity::from_pem(read(&config.cert)?, read(&config.key)?);
         let mut clients = Vec::new();
         let mut status = Vec::new();
-        let mut channels = Vec::new();
+        let mut endpoints = Vec::new();
         for url in &config.endpoints {
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(ca.clone())
@@ -122,17 +124,18 @@ impl PdpClient {
                 .unwrap_or_default()
                 .to_owned();
             tls = tls.domain_name(config.server_name.clone().unwrap_or(host));
-            let channel = Endpoint::from_shared(url.clone())
+            let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| PdpError::Config(format!("{url}: {e}")))?
                 .tls_config(tls)
                 .map_err(|e| PdpError::Config(format!("{url}: {e}")))?
                 .connect_timeout(config.decision_timeout)
-                .timeout(config.decision_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(20))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
-            channels.push(channel.clone());
+                .keep_alive_while_idle(true);
+            endpoints.push(endpoint.clone());
+            // Only decision calls are bounded per request (the audit stream
+            // is long-lived).
+            let channel = endpoint.timeout(config.decision_timeout).connect_lazy();
             status.push(PolicyServiceClient::new(channel.clone()));
             clients.push(DecisionServiceClient::new(channel));
         }
@@ -140,7 +143,7 @@ impl PdpClient {
             return Err(PdpError::Config("no PDP endpoint".into()));
         }
         Ok(Self {
-            channels: Arc::new(channels),
+            endpoints: Arc::new(endpoints),
             clients: Arc::new(clients),
             status: Arc::new(status),
             timeout: config.decision_timeout,

@@ -236,6 +236,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         grant.session_id.clone(),
         ctx.version.clone(),
         ctx.metrics.clone(),
+        target.user.clone(),
         reopen,
     );
     let shared = Arc::new(Shared::new());

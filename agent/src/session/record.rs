@@ -11,7 +11,6 @@
 //! earlier error, as the database does).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use palisade_proto::v1 as pb;
@@ -48,12 +47,12 @@ pub struct Outcome {
     pub sqlstate: Option<String>,
 }
 
-/// Numbers and ships a session's events.
+/// Ships a session's events, in order, to the task that numbers and
+/// spools them (see [`crate::context::AgentContext::audit_sender`]).
 pub struct Recorder {
     session_id: String,
     agent_id: String,
     redact_literals: bool,
-    sequence: AtomicU64,
     tx: Option<mpsc::UnboundedSender<pb::AuditEvent>>,
 }
 
@@ -70,20 +69,18 @@ impl Recorder {
             session_id,
             agent_id,
             redact_literals,
-            sequence: AtomicU64::new(0),
             tx,
         })
     }
 
-    /// Emits one event with the next sequence number.
+    /// Emits one event; its sequence number is given when it is spooled.
     pub fn emit(&self, event: pb::audit_event::Event) {
         let Some(tx) = &self.tx else {
             return;
         };
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         let _ = tx.send(pb::AuditEvent {
             session_id: self.session_id.clone(),
-            sequence,
+            sequence: 0,
             time: Some(timestamp(SystemTime::now())),
             agent_id: self.agent_id.clone(),
             event: Some(event),

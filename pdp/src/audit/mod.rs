@@ -8,7 +8,7 @@
 //! and answers with one [`pb::EventAck`] per session. `summary` folds each
 //! session's events into the [`pb::SessionSummary`] that
 //! [`AuditStore::list_sessions`] filters. [`AuditStore::verify`] walks the
-//! stored chains again with `chain::ChainChecker`.
+//! stored chains again with `check::ChainChecker`.
 //!
 //! Two stores implement [`AuditStore`]:
 //! - [`EmbeddedStore`] (the default, no setup): append-only, hash-chained
@@ -35,6 +35,7 @@
 
 mod batch;
 mod chain;
+mod check;
 mod embedded;
 mod error;
 mod postgres;

@@ -45,7 +45,8 @@ use tokio_postgres::{Client, Config, IsolationLevel, Row};
 
 use self::pool::Pool;
 use super::batch::{Plan, SessionBatch, group_by_session, plan, warn_if_differs};
-use super::chain::{ChainChecker, GENESIS_HASH, Head, StoredRecord, hash_from_slice};
+use super::chain::{GENESIS_HASH, Head, hash_from_slice};
+use super::check::{ChainChecker, StoredRecord};
 use super::summary::{SummaryState, event_kind, system_time_key, time_key};
 use super::{AuditError, AuditStore, SessionFilter, StoredEvent, VerifyReport};
 

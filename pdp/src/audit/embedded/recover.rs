@@ -142,10 +142,14 @@ fn scan_segment(dir: &Path, id: u32, is_last: bool, index: &mut Index) -> Result
                 declared_end,
                 reason,
             }) => {
-                let rest_from = declared_end.map_or(offset, |end| end.min(file_len));
+                // Torn: the frame runs to (or past) the end of the file, or
+                // only zeros follow it.
                 let torn = is_last
-                    && (rest_from >= file_len
-                        || is_zero_from(&file, rest_from, file_len).map_err(io)?);
+                    && match declared_end {
+                        None => true,
+                        Some(end) if end >= file_len => true,
+                        Some(end) => is_zero_from(&file, end, file_len).map_err(io)?,
+                    };
                 if !torn {
                     return Err(corrupt(offset, reason));
                 }

@@ -37,8 +37,8 @@ async fn fill(store: &EmbeddedStore) {
     );
     let t = session("t", 1001, "bob", "db", None, &[pb::Effect::Deny], None);
     let u = session("u", 1002, "carol", "db", None, &[], None);
-    for i in 0..5 {
-        let mut batch = vec![s[i].clone()];
+    for (i, event) in s.iter().enumerate() {
+        let mut batch = vec![event.clone()];
         batch.extend(t.get(i).cloned());
         batch.extend(u.get(i).cloned());
         store.append(batch).await.unwrap();

@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::Inner;
 use super::segment::{FrameFault, FrameReader, HEADER_LEN, MAGIC, Record, segment_name};
-use crate::audit::chain::{ChainChecker, StoredRecord};
+use crate::audit::check::{ChainChecker, StoredRecord};
 use crate::audit::{AuditError, Broken, VerifyReport};
 
 /// Walks every segment up to its committed length (appends continue
