@@ -269,3 +269,50 @@ async fn nothing_is_lost_when_the_pdp_is_down_or_the_agent_is_killed() {
     let (ok, out) = cli(&fixture, &pdp.url(), &["audit", "verify", &id]).await;
     assert!(ok && out.contains("intact"), "{out}");
 }
+
+#[tokio::test]
+async fn a_full_spool_refuses_statements_until_the_pdp_catches_up() {
+    let fixture = Fixture::new().unwrap();
+    let pg = TestPostgres::start().await.unwrap();
+    seed_example(&pg).await.unwrap();
+    let pdp_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut pdp = PdpProcess::start(&fixture, pdp_addr).await.unwrap();
+    let mut config = integration::agent::agent_config(&fixture, &pdp.url(), &pg).unwrap();
+    config.audit.spool.segment_bytes = 1024;
+    config.audit.spool.max_bytes = 4096;
+    let agent = integration::agent::RunningAgent::start(config, fixture.certs.ca.cert.clone())
+        .await
+        .unwrap();
+    let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
+    let ci = integration::clients::connect(&agent.conninfo(&token), &agent.ca).await.unwrap();
+    ci.simple_query("SELECT count(*) FROM orders").await.unwrap();
+    pdp.kill().await.unwrap();
+
+    // Cached statements run and are spooled until the cap; then refusals.
+    let mut refused = None;
+    for _ in 0..200 {
+        match ci.simple_query("SELECT count(*) FROM orders").await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the spool never filled");
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code(), &tokio_postgres::error::SqlState::SYSTEM_ERROR);
+    assert!(db.message().contains("audit spool is full"), "{}", db.message());
+
+    // The PDP comes back, acknowledges, and statements run again.
+    pdp.restart().await.unwrap();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if ci.simple_query("SELECT count(*) FROM orders").await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "statements did not run again after the spool drained");
+}
