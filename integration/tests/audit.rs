@@ -189,6 +189,29 @@ async fn sessions_are_recorded_replayed_and_verified() {
     let (ok, out) = cli(&stack.fixture, &url, &["audit", "verify"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("intact"), "{out}");
+
+    // Tampering with the stored trail is found and named.
+    let dir = stack.fixture.dir.path().join("audit");
+    let segment = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let needle = b"DELETE FROM orders WHERE id = 1";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at] = b'X';
+    std::fs::write(&segment, bytes).unwrap();
+    let (ok, out) = cli(&stack.fixture, &url, &["audit", "verify"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("BROKEN") && out.contains(&ci_session.session_id),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -284,8 +307,12 @@ async fn a_full_spool_refuses_statements_until_the_pdp_catches_up() {
         .await
         .unwrap();
     let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
-    let ci = integration::clients::connect(&agent.conninfo(&token), &agent.ca).await.unwrap();
-    ci.simple_query("SELECT count(*) FROM orders").await.unwrap();
+    let ci = integration::clients::connect(&agent.conninfo(&token), &agent.ca)
+        .await
+        .unwrap();
+    ci.simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
     pdp.kill().await.unwrap();
 
     // Cached statements run and are spooled until the cap; then refusals.
@@ -302,7 +329,11 @@ async fn a_full_spool_refuses_statements_until_the_pdp_catches_up() {
     let e = refused.expect("the spool never filled");
     let db = e.as_db_error().unwrap();
     assert_eq!(db.code(), &tokio_postgres::error::SqlState::SYSTEM_ERROR);
-    assert!(db.message().contains("audit spool is full"), "{}", db.message());
+    assert!(
+        db.message().contains("audit spool is full"),
+        "{}",
+        db.message()
+    );
 
     // The PDP comes back, acknowledges, and statements run again.
     pdp.restart().await.unwrap();
@@ -314,5 +345,8 @@ async fn a_full_spool_refuses_statements_until_the_pdp_catches_up() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(recovered, "statements did not run again after the spool drained");
+    assert!(
+        recovered,
+        "statements did not run again after the spool drained"
+    );
 }

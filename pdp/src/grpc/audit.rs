@@ -102,7 +102,12 @@ fn system_time(t: Option<prost_types::Timestamp>) -> Option<SystemTime> {
 fn stored_to_pb(e: StoredEvent) -> pb::GetSessionEventsResponse {
     pb::GetSessionEventsResponse {
         event: Some(e.event),
-        previous_hash: hex::encode(e.previous_hash),
+        // The proto leaves the first event's previous hash empty.
+        previous_hash: if e.previous_hash == crate::audit::GENESIS_HASH {
+            String::new()
+        } else {
+            hex::encode(e.previous_hash)
+        },
         hash: hex::encode(e.hash),
     }
 }
