@@ -210,11 +210,24 @@ impl Stack {
 
     /// Starts the stack, letting the caller adjust the agent configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut AgentConfig)) -> anyhow::Result<Self> {
+        Self::start_configured(|_, _| {}, adjust).await
+    }
+
+    /// Starts the stack, letting the caller adjust the PDP configuration
+    /// (with the database at hand, e.g. for the PostgreSQL audit store) and
+    /// the agent configuration.
+    pub async fn start_configured(
+        adjust_pdp: impl FnOnce(&mut palisade_pdp::config::PdpConfig, &TestPostgres),
+        adjust: impl FnOnce(&mut AgentConfig),
+    ) -> anyhow::Result<Self> {
         let fixture = Fixture::new()?;
         let pg = TestPostgres::start().await?;
         seed_example(&pg).await?;
         pg.psql("postgres", "CREATE DATABASE staging").await?;
-        let pdp = crate::stack::RunningPdp::start(fixture.pdp_config()).await?;
+        pg.psql("postgres", "CREATE DATABASE audit").await?;
+        let mut pdp_config = fixture.pdp_config();
+        adjust_pdp(&mut pdp_config, &pg);
+        let pdp = crate::stack::RunningPdp::start(pdp_config).await?;
         let mut config = agent_config(&fixture, &pdp.url(), &pg)?;
         let mut staging = config
             .targets

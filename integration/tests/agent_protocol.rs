@@ -128,6 +128,19 @@ async fn extended_protocol_flush_errors_and_sync() {
     c.send(&out).await.unwrap();
     assert_eq!(tags(&c.until_ready().await.unwrap()), "12DCEZ");
 
+    // A client that does not wait: a Sync-ended request, then a refused
+    // Query, in one write. The refusal belongs to the second request, and
+    // the first request's ReadyForQuery must not swallow it.
+    out.clear();
+    write::parse(&mut out, "", "SELECT 1", &[]).unwrap();
+    write::sync(&mut out);
+    write::query(&mut out, "DELETE FROM orders").unwrap();
+    c.send(&out).await.unwrap();
+    assert_eq!(tags(&c.until_ready().await.unwrap()), "1Z");
+    let frames = c.until_ready().await.unwrap();
+    assert_eq!(tags(&frames), "EZ");
+    assert_eq!(sqlstate(&frames[0]).as_deref(), Some("42501"));
+
     // Several statements and result sets in one Query, one ReadyForQuery.
     out.clear();
     write::query(

@@ -12,10 +12,12 @@
 use std::time::Duration;
 
 use integration::agent::{AgentProcess, Stack, seed_example};
+use integration::clients::run_pg_program;
 use integration::ports::free_port;
 use integration::postgres::TestPostgres;
 use integration::stack::{Fixture, PdpProcess, bin_dir};
 use palisade_pdp::audit::{AuditStore, SessionFilter};
+use palisade_pdp::config::AuditConfig;
 use palisade_proto::v1 as pb;
 
 async fn wait_for_session_end(store: &dyn AuditStore, expected: usize) -> Vec<pb::SessionSummary> {
@@ -62,21 +64,49 @@ async fn cli(fixture: &Fixture, pdp_url: &str, args: &[&str]) -> (bool, String) 
     (out.status.success(), text)
 }
 
+/// How a test reaches into a store to change one stored byte.
+enum Tamper {
+    SegmentFile,
+    PostgresRow,
+}
+
 #[tokio::test]
-async fn sessions_are_recorded_replayed_and_verified() {
+async fn sessions_are_recorded_replayed_and_verified_embedded() {
     let stack = Stack::start().await.unwrap();
-    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
-    ci.simple_query("SELECT id FROM orders WHERE id <= 3")
-        .await
-        .unwrap();
-    let _ = ci
-        .simple_query("DELETE FROM orders WHERE id = 1")
-        .await
-        .unwrap_err();
-    ci.execute("INSERT INTO migrations_tmp.backfill VALUES ($1)", &[&5i32])
-        .await
-        .unwrap();
-    drop(ci);
+    record_replay_verify(stack, Tamper::SegmentFile).await;
+}
+
+#[tokio::test]
+async fn sessions_are_recorded_replayed_and_verified_postgres() {
+    let stack = Stack::start_configured(
+        |pdp, pg| {
+            pdp.audit = AuditConfig::Postgres {
+                conninfo: pg.connection_string("audit"),
+            }
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    record_replay_verify(stack, Tamper::PostgresRow).await;
+}
+
+async fn record_replay_verify(stack: Stack, tamper: Tamper) {
+    // A psql session of the CI identity: a read, a refused delete, a write.
+    let conninfo = stack.agent.libpq_conninfo(&stack.ci_token().unwrap());
+    let script = "SELECT id FROM orders WHERE id <= 3;\nDELETE FROM orders WHERE id = 1;\nINSERT INTO migrations_tmp.backfill VALUES (5);\n";
+    let out = run_pg_program(
+        stack.pg.bin_dir(),
+        "psql",
+        &["-X", "-d", &conninfo, "-f", "-"],
+        script,
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.stderr.contains("palisade: statement refused"),
+        "{out:?}"
+    );
     let dba = stack.connect(&stack.dba_token().unwrap()).await.unwrap();
     dba.simple_query("CREATE ROLE audit_probe LOGIN PASSWORD 'hunter2-secret'")
         .await
@@ -141,37 +171,32 @@ async fn sessions_are_recorded_replayed_and_verified() {
             .determining_policies
             .contains(&"ci-read-production".to_owned())
     );
-    let started = events.iter().find_map(|e| match &e.event.event {
-        Some(pb::audit_event::Event::SessionStarted(s)) => Some(s.clone()),
-        _ => None,
-    });
-    let started = started.expect("a session_started event");
-    assert_eq!(
-        started
-            .principal
-            .unwrap()
-            .claims
-            .get("repository")
-            .map(String::as_str),
-        Some("acme/app")
-    );
 
     // Role passwords never reach the store.
-    let all = store.verify(None).await.unwrap();
-    assert!(all.broken.is_none(), "{:?}", all.broken.map(|b| b.problem));
     for s in &sessions {
         for e in store.session_events(&s.session_id, 0).await.unwrap() {
-            let bytes = format!("{:?}", e.event);
+            let text = format!("{:?}", e.event);
             assert!(
-                !bytes.contains("hunter2-secret") && !bytes.contains("other-secret"),
-                "{bytes}"
+                !text.contains("hunter2-secret") && !text.contains("other-secret"),
+                "{text}"
             );
         }
     }
 
-    // The CLI: list, replay, verify.
+    // The CLI: list, replay (with the token's CI claims), verify.
     let url = stack.pdp.url();
-    let (ok, out) = cli(&stack.fixture, &url, &["sessions", "list", "--denied-only"]).await;
+    let (ok, out) = cli(
+        &stack.fixture,
+        &url,
+        &[
+            "sessions",
+            "list",
+            "--denied-only",
+            "--repository",
+            "acme/app",
+        ],
+    )
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains(&ci_session.session_id), "{out}");
     let (ok, out) = cli(&stack.fixture, &url, &["replay", &ci_session.session_id]).await;
@@ -185,33 +210,57 @@ async fn sessions_are_recorded_replayed_and_verified() {
         "{out}"
     );
     assert!(out.contains("ci-no-writes-outside-sandbox"), "{out}");
-    assert!(out.contains("repository=acme/app"), "{out}");
+    assert!(
+        out.contains("repository=acme/app") && out.contains("sha=4f1d2c0ffee"),
+        "{out}"
+    );
     let (ok, out) = cli(&stack.fixture, &url, &["audit", "verify"]).await;
-    assert!(ok, "{out}");
-    assert!(out.contains("intact"), "{out}");
+    assert!(ok && out.contains("intact"), "{out}");
 
-    // Tampering with the stored trail is found and named.
-    let dir = stack.fixture.dir.path().join("audit");
-    let segment = std::fs::read_dir(&dir)
+    // Flipping one stored byte is found, and the event named.
+    let denied = events
+        .iter()
+        .find(|e| matches!(&e.event.event, Some(pb::audit_event::Event::Statement(s)) if s.effect == pb::Effect::Deny as i32))
         .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let needle = b"DELETE FROM orders WHERE id = 1";
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap();
-    bytes[at] = b'X';
-    std::fs::write(&segment, bytes).unwrap();
+        .event
+        .sequence;
+    match tamper {
+        Tamper::SegmentFile => {
+            let dir = stack.fixture.dir.path().join("audit");
+            let segment = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "log"))
+                .unwrap();
+            let mut bytes = std::fs::read(&segment).unwrap();
+            let needle = b"DELETE FROM orders WHERE id = 1";
+            let at = bytes
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap();
+            bytes[at] ^= 0x01;
+            std::fs::write(&segment, bytes).unwrap();
+        }
+        Tamper::PostgresRow => {
+            let db = stack.pg.connect("audit").await.unwrap();
+            let n = db
+                .execute(
+                    "UPDATE palisade_audit_events SET payload = set_byte(payload, 20, get_byte(payload, 20) # 1) WHERE session_id = $1 AND sequence = $2",
+                    &[&ci_session.session_id, &i64::try_from(denied).unwrap()],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
     let (ok, out) = cli(&stack.fixture, &url, &["audit", "verify"]).await;
     assert!(!ok, "{out}");
     assert!(
         out.contains("BROKEN") && out.contains(&ci_session.session_id),
         "{out}"
     );
+    assert!(out.contains(&format!("event #{denied}")), "{out}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use tokio_util::codec::Decoder;
 
 use super::End;
 use super::record::{Pending, Recorder};
-use super::shared::Shared;
+use super::shared::{Request, Shared};
 use crate::codec::{Bind, Close, Execute, FrameCodec, FrontendTag, Parse, Query, Target, write};
 use crate::enforce::{Enforcer, Note, Refusal, Verdict};
 use crate::error::sqlstate;
@@ -111,13 +111,16 @@ impl Forward {
                         match self.enforcer.check(sql).await {
                             Verdict::Forward(statements, notes) => {
                                 for (statement, note) in statements.iter().zip(notes) {
-                                    self.shared.forwarded(Pending {
-                                        statement: statement.clone(),
-                                        note,
-                                        started: Instant::now(),
-                                        protocol: "simple",
-                                        columns: Vec::new(),
-                                    });
+                                    self.shared.forwarded(
+                                        Pending {
+                                            statement: statement.clone(),
+                                            note,
+                                            started: Instant::now(),
+                                            protocol: "simple",
+                                            columns: Vec::new(),
+                                        },
+                                        Request::Current,
+                                    );
                                 }
                                 out.extend_from_slice(frame.raw());
                             }
@@ -214,13 +217,16 @@ impl Forward {
                             && let (Some(statement), Some(note)) =
                                 (statements.first(), notes.first())
                         {
-                            self.shared.forwarded(Pending {
-                                statement: statement.clone(),
-                                note: note.clone(),
-                                started: Instant::now(),
-                                protocol: "extended",
-                                columns: Vec::new(),
-                            });
+                            self.shared.forwarded(
+                                Pending {
+                                    statement: statement.clone(),
+                                    note: note.clone(),
+                                    started: Instant::now(),
+                                    protocol: "extended",
+                                    columns: Vec::new(),
+                                },
+                                Request::Next,
+                            );
                         }
                         out.extend_from_slice(frame.raw());
                     }
@@ -291,7 +297,7 @@ impl Forward {
     /// Simple protocol (and fastpath): a stand-in query, answered by an
     /// error and ReadyForQuery.
     fn stand_in_query(&mut self, out: &mut BytesMut, refusal: Refusal) {
-        self.shared.push_refusal(refusal);
+        self.shared.push_refusal(refusal, Request::Current);
         // INVARIANT: the stand-in is a short ASCII identifier; encoding it
         // cannot fail.
         let _ = write::query(out, self.shared.stand_in());
@@ -301,7 +307,7 @@ impl Forward {
     /// database answers with an error at this point of the pipeline and
     /// skips to Sync, and so does the agent.
     fn stand_in_parse(&mut self, out: &mut BytesMut, refusal: Refusal) {
-        self.shared.push_refusal(refusal);
+        self.shared.push_refusal(refusal, Request::Next);
         let _ = write::parse(out, "", self.shared.stand_in(), &[]);
         // The client must see the error now, not at its Sync.
         write::flush(out);

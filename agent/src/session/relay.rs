@@ -102,8 +102,8 @@ pub async fn run(
                     }
                 }
                 Some(BackendTag::ReadyForQuery) => {
-                    if let Ok(r) = ReadyForQuery::from_body(frame.body()) {
-                        shared.ready(r.status, &recorder);
+                    if ReadyForQuery::from_body(frame.body()).is_ok() {
+                        shared.ready(&recorder);
                     }
                     rows = 0;
                 }

@@ -13,28 +13,46 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::Rng;
 
 use super::record::{Outcome, Pending, Recorder};
-use crate::codec::backend::TransactionStatus;
 use crate::enforce::Refusal;
+
+/// Which request a queued item belongs to: requests end with a ReadyForQuery
+/// (a Query, a Sync, a fastpath call), and are numbered as they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// The request just counted by [`Shared::sent_sync`] (a Query).
+    Current,
+    /// The request the next Sync will end (extended-protocol messages).
+    Next,
+}
 
 /// Shared by the two tasks of one session (never across sessions).
 pub struct Shared {
     marker: String,
     state: Mutex<State>,
-    /// Queries and Syncs sent whose ReadyForQuery has not come back: the
-    /// session is busy, not idle, while this is above zero.
-    in_flight: AtomicU32,
 }
 
 struct State {
-    refusals: VecDeque<Refusal>,
-    status: TransactionStatus,
+    /// Refusals waiting for their stand-in's error, with their request.
+    refusals: VecDeque<(u64, Refusal)>,
     /// Forwarded statements in protocol order, waiting for their outcome.
-    pending: VecDeque<Pending>,
+    pending: VecDeque<(u64, Pending)>,
+    /// Requests sent upstream (Queries, Syncs, fastpath calls).
+    sent: u64,
+    /// ReadyForQuery messages received: requests answered.
+    answered: u64,
+}
+
+impl State {
+    fn request(&self, which: Request) -> u64 {
+        match which {
+            Request::Current => self.sent,
+            Request::Next => self.sent + 1,
+        }
+    }
 }
 
 impl Shared {
@@ -45,10 +63,10 @@ impl Shared {
             marker: format!("palisade_refused_{n:016x}"),
             state: Mutex::new(State {
                 refusals: VecDeque::new(),
-                status: TransactionStatus::Idle,
                 pending: VecDeque::new(),
+                sent: 0,
+                answered: 0,
             }),
-            in_flight: AtomicU32::new(0),
         }
     }
 
@@ -64,8 +82,10 @@ impl Shared {
     }
 
     /// Queues a refusal; call before sending its stand-in.
-    pub fn push_refusal(&self, refusal: Refusal) {
-        self.lock().refusals.push_back(refusal);
+    pub fn push_refusal(&self, refusal: Refusal, which: Request) {
+        let mut s = self.lock();
+        let request = s.request(which);
+        s.refusals.push_back((request, refusal));
     }
 
     /// If `message` is the stand-in's syntax error, the refusal to show
@@ -74,21 +94,29 @@ impl Shared {
         if code != Some("42601") || !message.is_some_and(|m| m.contains(&self.marker)) {
             return None;
         }
-        self.lock().refusals.pop_front()
+        self.lock().refusals.pop_front().map(|(_, r)| r)
     }
 
-    /// ReadyForQuery: refusals still queued stood after an earlier error in
-    /// the same pipeline; the database skipped them, as it skips any message
-    /// after an error, so they are dropped too.
-    pub fn ready(&self, status: TransactionStatus, recorder: &Recorder) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// ReadyForQuery ends the oldest request still open. Refusals and
+    /// statements of that request still queued stood after an earlier
+    /// error: the database skipped them, as it skips every message after an
+    /// error, so they are dropped (the statements recorded as not executed).
+    /// Those of later requests (already sent by a pipelining client) stay.
+    pub fn ready(&self, recorder: &Recorder) {
         let skipped: Vec<Pending> = {
             let mut s = self.lock();
-            s.refusals.clear();
-            s.status = status;
-            s.pending.drain(..).collect()
+            s.answered += 1;
+            let answered = s.answered;
+            while s.refusals.front().is_some_and(|(r, _)| *r <= answered) {
+                s.refusals.pop_front();
+            }
+            let mut skipped = Vec::new();
+            while s.pending.front().is_some_and(|(r, _)| *r <= answered) {
+                if let Some((_, p)) = s.pending.pop_front() {
+                    skipped.push(p);
+                }
+            }
+            skipped
         };
         for p in skipped {
             recorder.completed(
@@ -104,13 +132,15 @@ impl Shared {
     }
 
     /// Queues a forwarded statement for its outcome.
-    pub fn forwarded(&self, pending: Pending) {
-        self.lock().pending.push_back(pending);
+    pub fn forwarded(&self, pending: Pending, which: Request) {
+        let mut s = self.lock();
+        let request = s.request(which);
+        s.pending.push_back((request, pending));
     }
 
     /// Result columns of the statement at the front.
     pub fn columns(&self, names: Vec<String>) {
-        if let Some(p) = self.lock().pending.front_mut() {
+        if let Some((_, p)) = self.lock().pending.front_mut() {
             p.columns = names;
         }
     }
@@ -118,19 +148,20 @@ impl Shared {
     /// The statement at the front finished.
     pub fn finished(&self, outcome: Outcome, recorder: &Recorder) {
         let front = self.lock().pending.pop_front();
-        if let Some(p) = front {
+        if let Some((_, p)) = front {
             recorder.completed(&p, outcome);
         }
     }
 
-    /// A message that ends with ReadyForQuery was sent upstream.
+    /// A request (Query, Sync, fastpath call) was sent upstream.
     pub fn sent_sync(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.lock().sent += 1;
     }
 
     /// Whether every request has been answered (the client is idle).
     pub fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        let s = self.lock();
+        s.sent == s.answered
     }
 }
 
