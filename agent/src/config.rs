@@ -40,6 +40,10 @@ pub struct AuditSettings {
     /// verbatim. Passwords in role statements are always redacted.
     #[serde(default)]
     pub redact_literals: bool,
+    /// Run without an audit trail. Only for measuring what auditing costs:
+    /// the agent logs an error at start when this is set.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// The client-facing listener.

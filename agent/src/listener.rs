@@ -87,10 +87,16 @@ impl AgentContext {
         }
         let pdp = PdpClient::new(&config.pdp)?;
         let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
-        let channel = pdp.audit_channel();
-        let audit =
-            crate::audit::AuditLog::open(config.audit.spool.clone(), channel, agent_id.clone())
-                .await?;
+        let audit = if config.audit.disabled {
+            tracing::error!(
+                "audit is DISABLED on this agent: sessions leave no record (benchmarking only)"
+            );
+            None
+        } else {
+            let channel = pdp.audit_channel();
+            let spool = config.audit.spool.clone();
+            Some(crate::audit::AuditLog::open(spool, channel, agent_id.clone()).await?)
+        };
         Ok(Self {
             pdp,
             redact_literals: config.audit.redact_literals,
@@ -101,7 +107,7 @@ impl AgentContext {
             version: Arc::new(PolicyVersion::default()),
             metrics: Arc::new(Metrics::default()),
             agent_id,
-            audit: Some(audit),
+            audit,
         })
     }
 }

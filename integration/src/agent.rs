@@ -91,6 +91,7 @@ pub fn agent_config(
         audit: AuditSettings {
             spool: palisade_agent::audit::SpoolConfig::new(fixture.dir.path().join("spool")),
             redact_literals: false,
+            disabled: false,
         },
         agent_id: Some(agent.name.clone()),
     })
