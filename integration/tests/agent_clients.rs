@@ -226,3 +226,45 @@ with psycopg.connect(sys.argv[1]) as conn:
     assert!(stdout.contains("refused 42501"), "{stdout}");
     assert!(stdout.contains("alive yes"), "{stdout}");
 }
+
+#[tokio::test]
+async fn upstream_tls_when_the_target_asks_for_it() {
+    use integration::agent::{RunningAgent, agent_config, seed_example};
+    use integration::postgres::{PostgresOptions, TestPostgres};
+    use integration::stack::{Fixture, RunningPdp};
+    use palisade_agent::config::UpstreamTls;
+
+    let fixture = Fixture::new().unwrap();
+    let pg = TestPostgres::start_with(PostgresOptions {
+        ssl: true,
+        ..PostgresOptions::default()
+    })
+    .await
+    .unwrap();
+    seed_example(&pg).await.unwrap();
+    let pdp = RunningPdp::start(fixture.pdp_config()).await.unwrap();
+    let mut config = agent_config(&fixture, &pdp.url(), &pg).unwrap();
+    let target = config.targets.get_mut("prod").unwrap();
+    target.tls = UpstreamTls::Require;
+    target.ca = Some(pg.tls_ca_cert_path().unwrap().to_path_buf());
+    target.tls_server_name = Some("localhost".to_owned());
+    let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone())
+        .await
+        .unwrap();
+    let ci = integration::clients::connect(
+        &agent.conninfo(&fixture.token("ci-job", &["ci-generated-code"]).unwrap()),
+        &agent.ca,
+    )
+    .await
+    .unwrap();
+    // The agent's own backend is encrypted, as pg_stat_ssl shows.
+    let rows = ci
+        .simple_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    let ssl = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(ssl.as_deref(), Some("t"));
+}
