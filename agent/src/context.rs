@@ -35,6 +35,9 @@ pub struct AgentContext {
     pub audit: Option<crate::audit::AuditLog>,
 }
 
+/// Most events of one session spooled in one go.
+const AUDIT_BATCH: usize = 256;
+
 impl AgentContext {
     /// A channel that feeds a session's events, in order, to the spool.
     pub fn audit_sender(
@@ -49,28 +52,49 @@ impl AgentContext {
         // (`AuditLog::accepting`).
         tokio::spawn(async move {
             let mut next: u64 = 1;
-            while let Some(mut event) = rx.recv().await {
-                event.sequence = next;
-                let mut backoff = std::time::Duration::from_millis(50);
-                loop {
-                    match log.record(event.clone()).await {
-                        Ok(()) => {
-                            next += 1;
-                            break;
-                        }
-                        Err(crate::audit::AuditError::Stopped) => return,
-                        Err(
-                            e @ (crate::audit::AuditError::InvalidEvent(_)
-                            | crate::audit::AuditError::TooLarge { .. }),
-                        ) => {
-                            tracing::error!(error = %e, "audit event cannot be spooled; skipped");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "audit spool unavailable; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
-                        }
+            let mut waiting: std::collections::VecDeque<palisade_proto::v1::AuditEvent> =
+                std::collections::VecDeque::new();
+            let mut backoff = std::time::Duration::from_millis(50);
+            loop {
+                if waiting.is_empty() {
+                    match rx.recv().await {
+                        Some(e) => waiting.push_back(e),
+                        None => return,
+                    }
+                }
+                while waiting.len() < AUDIT_BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => waiting.push_back(e),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<_> = waiting
+                    .iter()
+                    .cloned()
+                    .zip(next..)
+                    .map(|(mut e, sequence)| {
+                        e.sequence = sequence;
+                        e
+                    })
+                    .collect();
+                let (stored, error) = log.record_batch(batch).await;
+                waiting.drain(..stored);
+                next += stored as u64;
+                match error {
+                    None => backoff = std::time::Duration::from_millis(50),
+                    Some(crate::audit::AuditError::Stopped) => return,
+                    Some(
+                        e @ (crate::audit::AuditError::InvalidEvent(_)
+                        | crate::audit::AuditError::TooLarge { .. }),
+                    ) => {
+                        // This event can never be stored; its number is reused.
+                        tracing::error!(error = %e, "audit event cannot be spooled; skipped");
+                        waiting.pop_front();
+                    }
+                    Some(e) => {
+                        tracing::warn!(error = %e, "audit spool unavailable; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
                     }
                 }
             }

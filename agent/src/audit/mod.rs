@@ -254,6 +254,66 @@ impl AuditLog {
         durable.await.map_err(|_| AuditError::Stopped)?
     }
 
+    /// Appends a session's events, in order, sharing disk syncs: all are
+    /// queued before any is awaited, so a busy session is not limited to one
+    /// event per sync. Returns how many were stored — always a prefix of
+    /// `events` — and the error that stopped the rest, if any; the caller
+    /// retries the rest under the same sequence numbers.
+    pub async fn record_batch(&self, events: Vec<pb::AuditEvent>) -> (usize, Option<AuditError>) {
+        let mut waiting = Vec::with_capacity(events.len());
+        let mut stopped = None;
+        for mut event in events {
+            if event.agent_id.is_empty() {
+                event.agent_id = self.agent_id.to_string();
+            }
+            let frame = match frame::encode(&event) {
+                Ok(f) => f,
+                Err(EncodeError::TooLarge(len)) => {
+                    stopped = Some(AuditError::TooLarge {
+                        len,
+                        max: frame::MAX_PAYLOAD,
+                    });
+                    break;
+                }
+                Err(EncodeError::Invalid(reason)) => {
+                    stopped = Some(AuditError::InvalidEvent(reason));
+                    break;
+                }
+            };
+            if self.shared.broken.load(Ordering::Acquire) {
+                stopped = Some(AuditError::Broken);
+                break;
+            }
+            let Ok(slot) = self.queue.reserve().await else {
+                stopped = Some(AuditError::Stopped);
+                break;
+            };
+            if !self.shared.reserve(frame.len() as u64) {
+                stopped = Some(AuditError::Full {
+                    max_bytes: self.shared.config.max_bytes,
+                });
+                break;
+            }
+            let (done, durable) = oneshot::channel();
+            slot.send(Pending {
+                frame,
+                session: event.session_id,
+                seq: event.sequence,
+                done,
+            });
+            waiting.push(durable);
+        }
+        let mut stored = 0;
+        for durable in waiting {
+            match durable.await {
+                Ok(Ok(())) => stored += 1,
+                Ok(Err(e)) => return (stored, Some(e)),
+                Err(_) => return (stored, Some(AuditError::Stopped)),
+            }
+        }
+        (stored, stopped)
+    }
+
     /// Whether new statements may run. With [`OnFull::Refuse`], false once
     /// the spool is within 1/16 (at most 64 KiB) of its cap, after a record
     /// was refused for space (until acknowledgements free a segment), or
