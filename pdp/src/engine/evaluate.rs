@@ -79,7 +79,8 @@ impl Evaluator<'_> {
         let mut denies: Vec<PolicyId> = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
         for request in requests {
-            match self.authorize(&self.snapshot.base, request, context, entities) {
+            let (base, _) = self.snapshot.sets_for(&request.0);
+            match self.authorize(base, request, context, entities) {
                 Err(e) => reasons.push(format!("the request could not be evaluated: {e}")),
                 Ok(o) if !o.failed_forbids.is_empty() => {
                     reasons.push(format!(
@@ -108,7 +109,8 @@ impl Evaluator<'_> {
 
         let mut approvals: Vec<PolicyId> = Vec::new();
         for request in requests {
-            match self.authorize(&self.snapshot.approval, request, context, entities) {
+            let (_, approval) = self.snapshot.sets_for(&request.0);
+            match self.authorize(approval, request, context, entities) {
                 Err(e) => reasons.push(format!("the request could not be evaluated: {e}")),
                 Ok(o) if !o.failed_forbids.is_empty() => {
                     reasons.push(format!(

@@ -6,13 +6,14 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    Effect as CedarEffect, Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+    ActionConstraint, Effect as CedarEffect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    Schema, ValidationMode, Validator,
 };
 use sha2::{Digest, Sha256};
 
 use super::problem::display_name;
 use super::targets::{self, TARGETS_FILE, Targets};
-use super::{PolicyProblem, PolicySnapshot};
+use super::{ActionSets, PolicyProblem, PolicySnapshot};
 use crate::engine::MaskMethod;
 
 /// The schema file every policy directory must hold.
@@ -161,6 +162,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
         return Err(problems);
     }
     let (base, approval) = split(&all, &meta).map_err(|e| vec![e])?;
+    let by_action = slice_by_action(&schema, &base, &approval).map_err(|e| vec![e])?;
     let digest = hasher.finalize();
     Ok(PolicySnapshot {
         version: hex::encode(digest.get(..8).unwrap_or_default()),
@@ -169,6 +171,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, Vec<PolicyProblem>> {
         schema,
         base,
         approval,
+        by_action,
         meta,
         targets,
         entities: entities.unwrap_or_else(Entities::empty),
@@ -305,6 +308,46 @@ fn split(
     .map_err(|e| PolicyProblem::whole_file("", e.to_string()))?;
     approval.add(baseline).map_err(to_problem)?;
     Ok((base, approval))
+}
+
+/// The policies that can apply to each action of the schema: a policy whose
+/// action scope excludes an action can never be satisfied (nor fail) for it,
+/// so leaving it out changes no answer and saves its evaluation.
+fn slice_by_action(
+    schema: &Schema,
+    base: &PolicySet,
+    approval: &PolicySet,
+) -> Result<HashMap<EntityUid, ActionSets>, PolicyProblem> {
+    let to_problem = |e: String| PolicyProblem::whole_file(SCHEMA_FILE, e);
+    let actions = schema
+        .action_entities()
+        .map_err(|e| to_problem(e.to_string()))?;
+    let mut out = HashMap::new();
+    for action in schema.actions() {
+        let groups: Vec<EntityUid> = actions
+            .ancestors(action)
+            .map(|a| a.cloned().collect())
+            .unwrap_or_default();
+        let applies = |p: &Policy| match p.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(a) => &a == action,
+            ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
+        };
+        let mut sets = ActionSets {
+            base: PolicySet::new(),
+            approval: PolicySet::new(),
+        };
+        for p in base.policies().filter(|p| applies(p)) {
+            sets.base.add(p.clone()).map_err(|e| to_problem(e.to_string()))?;
+        }
+        for p in approval.policies().filter(|p| applies(p)) {
+            sets.approval
+                .add(p.clone())
+                .map_err(|e| to_problem(e.to_string()))?;
+        }
+        out.insert(action.clone(), sets);
+    }
+    Ok(out)
 }
 
 /// Policy ids by file, for status reports.

@@ -9,7 +9,7 @@ pub mod targets;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use cedar_policy::{Entities, PolicyId, PolicySet, Schema};
+use cedar_policy::{Entities, EntityUid, PolicyId, PolicySet, Schema};
 
 pub use load::{PolicyMeta, SCHEMA_FILE, ids_by_file, load_dir};
 pub use problem::PolicyProblem;
@@ -31,13 +31,31 @@ pub struct PolicySnapshot {
     pub(crate) base: PolicySet,
     /// Forbids annotated with `@approval`, beside a permit-all.
     pub(crate) approval: PolicySet,
+    /// Both sets cut down to the policies each action can meet.
+    pub(crate) by_action: HashMap<EntityUid, ActionSets>,
     pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
     pub(crate) targets: Targets,
     /// Databases, roles and classified columns from `targets.toml`.
     pub(crate) entities: Entities,
 }
 
+/// The base and approval sets of one action.
+#[derive(Debug)]
+pub(crate) struct ActionSets {
+    pub(crate) base: PolicySet,
+    pub(crate) approval: PolicySet,
+}
+
 impl PolicySnapshot {
+    /// The base and approval sets to evaluate for `action` (the whole sets
+    /// for an action the schema does not know, which then fails to match).
+    pub(crate) fn sets_for(&self, action: &EntityUid) -> (&PolicySet, &PolicySet) {
+        match self.by_action.get(action) {
+            Some(s) => (&s.base, &s.approval),
+            None => (&self.base, &self.approval),
+        }
+    }
+
     /// The ids of every policy, sorted.
     pub fn policy_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.meta.keys().map(ToString::to_string).collect();
