@@ -132,6 +132,55 @@ pub struct TargetConfig {
     /// Database roles the PDP may grant sessions on this target.
     #[serde(default)]
     pub grantable_roles: Vec<String>,
+    /// The agent's admin connection for just-in-time credentials. With it,
+    /// each session connects as a login role made for it (member of the
+    /// granted roles only, valid until the session's deadline) instead of
+    /// `user`.
+    #[serde(default)]
+    pub admin: Option<AdminConnection>,
+}
+
+/// The agent's own administrative credential on a target: it creates and
+/// removes session roles, and never leaves the agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConnection {
+    /// The admin role (needs CREATEROLE and membership of the grantable roles
+    /// with ADMIN option, or superuser).
+    pub user: String,
+    /// Its password, from this file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Or from this environment variable.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Longest life of a session role, whatever the deadline. Default 8h.
+    #[serde(default = "default_role_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+}
+
+fn default_role_lifetime() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+impl AdminConnection {
+    /// The admin password (read at start).
+    pub fn password(&self) -> std::io::Result<String> {
+        read_secret(self.password_file.as_deref(), self.password_env.as_deref())
+    }
+}
+
+fn read_secret(file: Option<&Path>, env: Option<&str>) -> std::io::Result<String> {
+    if let Some(file) = file {
+        return Ok(std::fs::read_to_string(file)?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned());
+    }
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map_err(|_| std::io::Error::other(format!("environment variable {var} is not set")));
+    }
+    Err(std::io::Error::other("no password source"))
 }
 
 /// Protocol limits.
@@ -261,6 +310,9 @@ impl AgentConfig {
             for p in [&mut t.password_file, &mut t.ca].into_iter().flatten() {
                 fix(p);
             }
+            if let Some(p) = t.admin.as_mut().and_then(|a| a.password_file.as_mut()) {
+                fix(p);
+            }
         }
     }
 
@@ -283,6 +335,18 @@ impl AgentConfig {
             out.push("targets: at least one target is required".to_owned());
         }
         for (name, t) in &self.targets {
+            if let Some(a) = &t.admin {
+                if a.password_file.is_some() == a.password_env.is_some() {
+                    out.push(format!(
+                        "targets.{name}.admin: exactly one of password_file and password_env is required"
+                    ));
+                }
+                if t.grantable_roles.is_empty() {
+                    out.push(format!(
+                        "targets.{name}: just-in-time credentials need grantable_roles"
+                    ));
+                }
+            }
             if t.password_file.is_some() == t.password_env.is_some() {
                 out.push(format!(
                     "targets.{name}: exactly one of password_file and password_env is required"
@@ -300,17 +364,7 @@ impl TargetConfig {
     /// The upstream password, read when a session connects (so a rotated file
     /// is picked up). Held only by the agent.
     pub fn password(&self) -> std::io::Result<String> {
-        if let Some(file) = &self.password_file {
-            return Ok(std::fs::read_to_string(file)?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned());
-        }
-        if let Some(var) = &self.password_env {
-            return std::env::var(var).map_err(|_| {
-                std::io::Error::other(format!("environment variable {var} is not set"))
-            });
-        }
-        Err(std::io::Error::other("no password source"))
+        read_secret(self.password_file.as_deref(), self.password_env.as_deref())
     }
 
     /// The database name upstream.

@@ -33,6 +33,9 @@ pub struct AgentContext {
     pub redact_literals: bool,
     /// The audit spool; none when the agent runs without one.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Just-in-time credential minters, by target (targets with an admin
+    /// connection).
+    pub minters: Arc<std::collections::HashMap<String, crate::credentials::Minter>>,
 }
 
 /// Most events of one session spooled in one go.

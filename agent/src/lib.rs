@@ -18,6 +18,7 @@ pub mod backend;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod enforce;
 pub mod error;
 pub mod frontend;

@@ -36,6 +36,14 @@ pub enum StartError {
     /// The audit spool could not be opened.
     #[error("audit spool: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// A target's admin connection failed.
+    #[error("target `{target}`: {message}")]
+    Admin {
+        /// The target.
+        target: String,
+        /// What went wrong (never a secret).
+        message: String,
+    },
 }
 
 fn upstream_tls(config: &AgentConfig) -> Result<Option<Arc<rustls::ClientConfig>>, StartError> {
@@ -81,7 +89,7 @@ impl AgentContext {
         };
         let upstream_tls = upstream_tls(&config)?;
         for (name, t) in &config.targets {
-            if t.grantable_roles.is_empty() {
+            if t.admin.is_none() {
                 warn!(target = %name, user = %t.user, "target uses a static database credential (no just-in-time roles)");
             }
         }
@@ -97,7 +105,31 @@ impl AgentContext {
             let spool = config.audit.spool.clone();
             Some(crate::audit::AuditLog::open(spool, channel, agent_id.clone()).await?)
         };
+        let mut minters = std::collections::HashMap::new();
+        for (name, t) in &config.targets {
+            let Some(admin) = &t.admin else { continue };
+            let admin_error = |message: String| StartError::Admin {
+                target: name.clone(),
+                message,
+            };
+            let password = admin.password().map_err(|e| admin_error(e.to_string()))?;
+            let minter = crate::credentials::Minter::connect(
+                crate::credentials::AdminConfig {
+                    host: t.host.clone(),
+                    port: t.port,
+                    database: t.database(name).to_owned(),
+                    user: admin.user.clone(),
+                    password,
+                    max_lifetime: admin.max_lifetime,
+                },
+                &agent_id,
+            )
+            .await
+            .map_err(|e| admin_error(e.to_string()))?;
+            minters.insert(name.clone(), minter);
+        }
         Ok(Self {
+            minters: Arc::new(minters),
             pdp,
             redact_literals: config.audit.redact_literals,
             config: Arc::new(config),
@@ -134,6 +166,7 @@ pub async fn serve(
     }
     let mut sessions = tokio::task::JoinSet::new();
     let poller = tokio::spawn(poll_policy_version(ctx.clone()));
+    let reaper = tokio::spawn(reap_session_roles(ctx.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -166,10 +199,30 @@ pub async fn serve(
     .await;
     sessions.abort_all();
     poller.abort();
+    reaper.abort();
     if let Some(audit) = &ctx.audit
         && let Err(e) = audit.flush(drain).await
     {
         warn!(error = %e, "audit events still in the spool at shutdown; they are sent at the next start");
+    }
+}
+
+/// Removes session roles left by a crashed run of this agent, at start and
+/// then every minute (a minter never touches the roles of its own live
+/// sessions).
+async fn reap_session_roles(ctx: AgentContext) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        ticker.tick().await;
+        for (target, minter) in ctx.minters.iter() {
+            match minter.reap(&std::collections::HashSet::new()).await {
+                Ok(removed) if !removed.is_empty() => {
+                    info!(%target, roles = ?removed, "removed session roles of ended sessions");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(%target, error = %e, "session role reaper failed"),
+            }
+        }
     }
 }
 

@@ -67,6 +67,7 @@ pub fn agent_config(
             ca: None,
             tls_server_name: None,
             grantable_roles: Vec::new(),
+            admin: None,
         },
     );
     Ok(AgentConfig {

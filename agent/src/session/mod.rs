@@ -117,7 +117,37 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         }
     };
 
-    let password = match target.password() {
+    // Just-in-time credential: a login role made for this session, member of
+    // the granted roles only; else the target's static credential.
+    let minted = match ctx.minters.get(&target_name) {
+        None => None,
+        Some(minter) => match minter
+            .mint(&grant.session_id, &grant.granted_roles, grant.deadline)
+            .await
+        {
+            Ok(role) => Some((minter.clone(), role)),
+            Err(e) => {
+                ctx.metrics.upstream_error();
+                warn!(session = %grant.session_id, error = %e, "session role could not be created");
+                ctx.pdp
+                    .close_session(&grant.session_id, "upstream_error")
+                    .await;
+                refuse(
+                    &mut hello.stream,
+                    &AgentError::Unsupported(format!(
+                        "the session's database role could not be created: {e}"
+                    )),
+                )
+                .await;
+                return;
+            }
+        },
+    };
+    let (database_user, password) = match &minted {
+        Some((_, role)) => (role.name.clone(), Ok(role.password.expose().to_owned())),
+        None => (target.user.clone(), target.password()),
+    };
+    let password = match password {
         Ok(p) => p,
         Err(e) => {
             ctx.metrics.upstream_error();
@@ -146,7 +176,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     let upstream = backend::connect(UpstreamParams {
         target: &target,
         target_name: &target_name,
-        user: &target.user,
+        user: &database_user,
         password: &password,
         parameters: &parameters,
         tls: ctx.upstream_tls.clone(),
@@ -159,6 +189,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         Err(e) => {
             ctx.metrics.upstream_error();
             warn!(session = %grant.session_id, error = %e, "upstream connection failed");
+            retire(minted.as_ref()).await;
             ctx.pdp
                 .close_session(&grant.session_id, "upstream_error")
                 .await;
@@ -246,7 +277,12 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         ctx.redact_literals,
         ctx.audit_sender(),
     );
-    recorder.emit(session_started(&grant, &target_name, &facts, &target.user));
+    recorder.emit(session_started(
+        &grant,
+        &target_name,
+        &facts,
+        &database_user,
+    ));
     let (mut client_rd, mut client_wr) = tokio::io::split(hello.stream);
     let (mut upstream_rd, mut upstream_wr) = tokio::io::split(upstream.stream);
     let (_inject_tx, inject_rx) = tokio::sync::mpsc::channel(16);
@@ -267,6 +303,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     ctx.metrics.session_ended();
     let session_id = forward.enforcer.session_id().to_owned();
     info!(session = %session_id, end = ?end, "session ended");
+    retire(minted.as_ref()).await;
     recorder.emit(palisade_proto::v1::audit_event::Event::SessionEnded(
         palisade_proto::v1::SessionEnded {
             reason: end_reason(&end).to_owned(),
@@ -275,6 +312,16 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         },
     ));
     ctx.pdp.close_session(&session_id, end_reason(&end)).await;
+}
+
+/// Removes the session's own database role (its backends, its grants; its
+/// objects go to the first granted role).
+async fn retire(minted: Option<&(crate::credentials::Minter, crate::credentials::SessionRole)>) {
+    if let Some((minter, role)) = minted
+        && let Err(e) = minter.retire(role).await
+    {
+        warn!(role = %role.name, error = %e, "session role could not be removed; the reaper will retry");
+    }
 }
 
 fn client_info(facts: &ClientFacts) -> palisade_proto::v1::ClientInfo {
