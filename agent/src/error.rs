@@ -34,8 +34,8 @@ pub enum AgentError {
     /// The database name names no configured target.
     #[error("unknown database `{0}`: this agent serves {1}")]
     UnknownTarget(String, String),
-    /// The PDP could not be reached within the bound.
-    #[error("the policy service is unavailable: {0}")]
+    /// The PDP could not be reached within the bound (the text says so).
+    #[error("{0}")]
     PdpUnavailable(String),
     /// The upstream database could not be reached or refused the agent.
     #[error("{0}")]

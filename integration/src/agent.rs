@@ -83,7 +83,7 @@ pub fn agent_config(
             cert: agent.pdp_client.cert.clone(),
             key: agent.pdp_client.key.clone(),
             server_name: Some("localhost".to_owned()),
-            decision_timeout: Duration::from_secs(2),
+            decision_timeout: Duration::from_secs(5),
             policy_poll_interval: Duration::from_millis(200),
         },
         targets,

@@ -145,4 +145,38 @@ async fn sessions_run_as_their_own_short_lived_least_privilege_role() {
         }
     }
     assert!(named, "session_started names the database role");
+
+    // 50 concurrent sessions (opened ten at a time, then all open at once):
+    // 50 distinct roles, all gone afterwards.
+    let token = stack.ci_token().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let batch = futures::future::try_join_all((0..10).map(|_| stack.connect(&token)))
+            .await
+            .unwrap();
+        clients.extend(batch);
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for c in &clients {
+        let row = c.query_one("SELECT current_user::text", &[]).await.unwrap();
+        names.insert(row.get::<_, String>(0));
+    }
+    assert_eq!(names.len(), 50);
+    drop(clients);
+    let mut left = i64::MAX;
+    for _ in 0..200 {
+        left = direct
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'palisade\\_s\\_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "session roles left behind");
 }

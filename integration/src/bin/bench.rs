@@ -515,6 +515,7 @@ dir = "{spool}"
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -539,7 +540,7 @@ dir = "{spool}"
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .map(str::to_owned)
+            .map(strip_ansi)
             .collect()
     }
 
@@ -547,6 +548,24 @@ dir = "{spool}"
         let _killed = self.child.kill().await;
         self.log_lines()
     }
+}
+
+/// A log line without terminal colour sequences (`ESC [ ... letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn report_agent_log(lines: &[String]) {
@@ -770,6 +789,8 @@ struct Run {
     tps: f64,
     latency_ms: f64,
     failed: u64,
+    /// How long the proxy and the PDP stayed busy after pgbench ended.
+    settled: Duration,
     proxy_cpu_us_per_tx: Option<f64>,
     pdp_cpu_us_per_tx: Option<f64>,
 }
@@ -838,6 +859,12 @@ async fn run_pgbench(pg_bin: &Path, target: &Target, args: &[String], seconds: u
         .await
         .context("pgbench did not finish in time")?
         .context("running pgbench")?;
+    // The agent streams audit events to the PDP after the fact: wait until
+    // both are idle again, so their work is charged to this run and does not
+    // disturb the next one.
+    let mut busy = vec![std::process::id()];
+    busy.extend(target.proxy_pid);
+    let settled = settle(&busy).await;
     let proxy_after = target.proxy_pid.and_then(cpu_seconds);
     let pdp_after = cpu_seconds(std::process::id());
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -859,6 +886,7 @@ async fn run_pgbench(pg_bin: &Path, target: &Target, args: &[String], seconds: u
         tps,
         latency_ms,
         failed,
+        settled,
         proxy_cpu_us_per_tx: per_tx(proxy_before, proxy_after),
         // The PDP shares this process with nothing busy while pgbench runs.
         pdp_cpu_us_per_tx: if target.name == "agent" {
@@ -867,6 +895,31 @@ async fn run_pgbench(pg_bin: &Path, target: &Target, args: &[String], seconds: u
             None
         },
     })
+}
+
+/// Waits (at most 30 s) until the processes `pids` together use less than
+/// one clock tick of CPU in 200 ms; returns how long that took.
+async fn settle(pids: &[u32]) -> Duration {
+    let started = Instant::now();
+    let total = || pids.iter().filter_map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let mut last = total();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = total();
+        if now - last <= 0.011 || started.elapsed() >= Duration::from_secs(30) {
+            return started.elapsed();
+        }
+        last = now;
+    }
+}
+
+/// A duration in seconds, said roughly.
+fn about(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{:.0} min", seconds / 60.0)
+    }
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -889,6 +942,7 @@ struct Medians {
     latency_ms: Option<f64>,
     proxy_cpu_us: Option<f64>,
     pdp_cpu_us: Option<f64>,
+    busy_after_s: Option<f64>,
     rounds_tps: Vec<f64>,
     failed_tx: u64,
     errors: Vec<String>,
@@ -905,6 +959,7 @@ fn medians(runs: &[Result<Run, String>]) -> Medians {
         latency_ms: pick(&|r| Some(r.latency_ms)),
         proxy_cpu_us: pick(&|r| r.proxy_cpu_us_per_tx),
         pdp_cpu_us: pick(&|r| r.pdp_cpu_us_per_tx),
+        busy_after_s: pick(&|r| Some(r.settled.as_secs_f64())),
         rounds_tps: ok.iter().map(|r| r.tps).collect(),
         failed_tx: ok.iter().map(|r| r.failed).sum(),
         errors: runs
@@ -1054,7 +1109,7 @@ async fn pgbench_section(
         "plan: {} cases x {} targets x {} rounds = {total} runs of {} s, interleaved (round, \
          case, then {}), plus a {} s warm-up per target; pgbench -n (no vacuum); before each \
          TPC-B run: VACUUM pgbench_branches, pgbench_tellers; TRUNCATE pgbench_history \
-         (directly); about {} min",
+         (directly); about {}",
         cases.len(),
         targets.len(),
         opts.rounds,
@@ -1065,7 +1120,10 @@ async fn pgbench_section(
             .collect::<Vec<_>>()
             .join(", "),
         opts.seconds.min(3),
-        (total as u64 * (opts.seconds + 1) + 60) / 60 + 1
+        about(
+            total as f64 * (opts.seconds as f64 + 1.5)
+                + targets.len() as f64 * (opts.seconds.min(3) as f64 + 1.5)
+        )
     );
 
     for target in &targets {
@@ -1107,12 +1165,14 @@ async fn pgbench_section(
                 done += 1;
                 match &run {
                     Ok(r) => eprintln!(
-                        "[{done}/{total}] round {} {} {}: {:.1} tps, {:.3} ms",
+                        "[{done}/{total}] round {} {} {}: {:.1} tps, {:.3} ms (idle again \
+                         {:.1} s after pgbench ended)",
                         round + 1,
                         case.name,
                         target.name,
                         r.tps,
-                        r.latency_ms
+                        r.latency_ms,
+                        r.settled.as_secs_f64()
                     ),
                     Err(e) => eprintln!(
                         "[{done}/{total}] round {} {} {}: FAILED {e}",
@@ -1131,7 +1191,9 @@ async fn pgbench_section(
         "Each case: median over {} round(s) of {} s. TPS = pgbench \"tps (without initial \
          connection time)\"; latency = pgbench \"latency average\"; proxy CPU = user+system CPU \
          of the agent or pgbouncer process per transaction; PDP CPU = this process (the \
-         in-process PDP) per transaction during agent runs.",
+         in-process PDP) per transaction during agent runs; both counted until they are idle \
+         again; busy after = how long after pgbench ended that took (the agent streams audit \
+         events to the PDP after the fact; 0.2 s is the minimum, 30 s the cap).",
         opts.rounds, opts.seconds
     );
     for (ci, case) in cases.iter().enumerate() {
@@ -1145,147 +1207,8 @@ async fn pgbench_section(
                 )
             })
             .collect();
-        let get = |name: &str| {
-            per_target
-                .iter()
-                .find(|(t, _)| t.name == name)
-                .map(|(_, m)| m.clone())
-                .unwrap_or_default()
-        };
-        let (direct, agent_m, bouncer_m) = (get("direct"), get("agent"), get("pgbouncer"));
-        println!();
-        println!(
-            "### {} — {}: pgbench {} -T {}",
-            case.name,
-            case.title,
-            case.args
-                .iter()
-                .map(|a| if a.ends_with("rows100k.sql") {
-                    "rows100k.sql".to_owned()
-                } else {
-                    a.clone()
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-            opts.seconds
-        );
-        let mut table = String::new();
-        let rows_col = case.rows_per_tx.is_some();
-        let _ = writeln!(
-            table,
-            "  {:<10} {:>10} {:>11}{} {:>13} {:>11}   TPS per round",
-            "target",
-            "TPS",
-            "latency ms",
-            if rows_col {
-                format!(" {:>12}", "rows/s")
-            } else {
-                String::new()
-            },
-            "proxy CPU/tx",
-            "PDP CPU/tx"
-        );
-        for (target, m) in &per_target {
-            let rows = if let Some(rows) = case.rows_per_tx {
-                format!(" {:>12}", fmt_opt(m.tps.map(|t| t * rows as f64), 0))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                table,
-                "  {:<10} {:>10} {:>11}{rows} {:>13} {:>11}   {}{}",
-                target.name,
-                fmt_opt(m.tps, 1),
-                fmt_opt(m.latency_ms, 3),
-                m.proxy_cpu_us
-                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs")),
-                m.pdp_cpu_us
-                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs")),
-                m.rounds_tps
-                    .iter()
-                    .map(|t| format!("{t:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if m.failed_tx > 0 {
-                    format!("  ({} failed transactions)", m.failed_tx)
-                } else {
-                    String::new()
-                }
-            );
-            for e in &m.errors {
-                let _ = writeln!(table, "    {} run failed: {e}", target.name);
-            }
-        }
-        print!("{table}");
-        let over_direct = ratio(agent_m.tps, direct.tps);
-        let over_bouncer = ratio(agent_m.tps, bouncer_m.tps);
-        let added_agent = diff(agent_m.latency_ms, direct.latency_ms);
-        let added_bouncer = diff(bouncer_m.latency_ms, direct.latency_ms);
-        println!(
-            "  TPS ratios: agent/direct {}, agent/pgbouncer {}, pgbouncer/direct {}",
-            fmt_opt(over_direct, 3),
-            fmt_opt(over_bouncer, 3),
-            fmt_opt(ratio(bouncer_m.tps, direct.tps), 3)
-        );
-        println!(
-            "  added mean latency per {}{}: agent {} ms, pgbouncer {} ms",
-            if case.rows_per_tx.is_some() {
-                "100k-row query"
-            } else if case.writes {
-                "transaction (5 statements)"
-            } else {
-                "query"
-            },
-            if case.clients == 1 {
-                " at 1 client"
-            } else {
-                " at 8 clients (queueing included)"
-            },
-            fmt_opt(added_agent, 3),
-            fmt_opt(added_bouncer, 3)
-        );
-        let mut line = json!({
-            "case": case.name,
-            "clients": case.clients,
-            "seconds": opts.seconds,
-            "rounds": opts.rounds,
-            "direct_tps": round_to(direct.tps, 1),
-            "agent_tps": round_to(agent_m.tps, 1),
-            "pgbouncer_tps": round_to(bouncer_m.tps, 1),
-            "agent_over_direct": round_to(over_direct, 3),
-            "agent_over_pgbouncer": round_to(over_bouncer, 3),
-            "pgbouncer_over_direct": round_to(ratio(bouncer_m.tps, direct.tps), 3),
-            "direct_latency_ms": round_to(direct.latency_ms, 3),
-            "agent_latency_ms": round_to(agent_m.latency_ms, 3),
-            "pgbouncer_latency_ms": round_to(bouncer_m.latency_ms, 3),
-            "agent_added_latency_ms": round_to(added_agent, 3),
-            "pgbouncer_added_latency_ms": round_to(added_bouncer, 3),
-            "agent_cpu_us_per_tx": round_to(agent_m.proxy_cpu_us, 1),
-            "pgbouncer_cpu_us_per_tx": round_to(bouncer_m.proxy_cpu_us, 1),
-            "pdp_cpu_us_per_tx": round_to(agent_m.pdp_cpu_us, 1),
-        });
-        if let (Some(rows), Some(obj)) = (case.rows_per_tx, line.as_object_mut()) {
-            for (key, m) in [
-                ("direct_rows_per_s", &direct),
-                ("agent_rows_per_s", &agent_m),
-                ("pgbouncer_rows_per_s", &bouncer_m),
-            ] {
-                obj.insert(
-                    key.to_owned(),
-                    json!(round_to(m.tps.map(|t| t * rows as f64), 0)),
-                );
-            }
-        }
-        println!("{line}");
-        summary.cases.insert(
-            case.name,
-            CaseSummary {
-                over_direct,
-                over_bouncer,
-                added_agent,
-                added_bouncer,
-            },
-        );
+        let summarized = report_case(case, &per_target, opts);
+        summary.cases.insert(case.name, summarized);
     }
     let rss = rss_bytes(agent.pid);
     println!();
@@ -1298,6 +1221,152 @@ async fn pgbench_section(
     );
     report_agent_log(&agent.stop().await);
     Ok(())
+}
+
+/// Prints one case's table and JSON line; returns what the summary needs.
+fn report_case(case: &Case, per_target: &[(&Target, Medians)], opts: &Options) -> CaseSummary {
+    let get = |name: &str| {
+        per_target
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    };
+    let (direct, agent_m, bouncer_m) = (get("direct"), get("agent"), get("pgbouncer"));
+    println!();
+    println!(
+        "### {} — {}: pgbench {} -T {}",
+        case.name,
+        case.title,
+        case.args
+            .iter()
+            .map(|a| if a.ends_with("rows100k.sql") {
+                "rows100k.sql".to_owned()
+            } else {
+                a.clone()
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        opts.seconds
+    );
+    let mut table = String::new();
+    let rows_col = case.rows_per_tx.is_some();
+    let _ = writeln!(
+        table,
+        "  {:<10} {:>10} {:>11}{} {:>13} {:>11} {:>11}   TPS per round",
+        "target",
+        "TPS",
+        "latency ms",
+        if rows_col {
+            format!(" {:>12}", "rows/s")
+        } else {
+            String::new()
+        },
+        "proxy CPU/tx",
+        "PDP CPU/tx",
+        "busy after"
+    );
+    for (target, m) in per_target {
+        let rows = if let Some(rows) = case.rows_per_tx {
+            format!(" {:>12}", fmt_opt(m.tps.map(|t| t * rows as f64), 0))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            table,
+            "  {:<10} {:>10} {:>11}{rows} {:>13} {:>11} {:>11}   {}{}",
+            target.name,
+            fmt_opt(m.tps, 1),
+            fmt_opt(m.latency_ms, 3),
+            m.proxy_cpu_us
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs")),
+            m.pdp_cpu_us
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs")),
+            m.busy_after_s
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} s")),
+            m.rounds_tps
+                .iter()
+                .map(|t| format!("{t:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if m.failed_tx > 0 {
+                format!("  ({} failed transactions)", m.failed_tx)
+            } else {
+                String::new()
+            }
+        );
+        for e in &m.errors {
+            let _ = writeln!(table, "    {} run failed: {e}", target.name);
+        }
+    }
+    print!("{table}");
+    let over_direct = ratio(agent_m.tps, direct.tps);
+    let over_bouncer = ratio(agent_m.tps, bouncer_m.tps);
+    let added_agent = diff(agent_m.latency_ms, direct.latency_ms);
+    let added_bouncer = diff(bouncer_m.latency_ms, direct.latency_ms);
+    println!(
+        "  TPS ratios: agent/direct {}, agent/pgbouncer {}, pgbouncer/direct {}",
+        fmt_opt(over_direct, 3),
+        fmt_opt(over_bouncer, 3),
+        fmt_opt(ratio(bouncer_m.tps, direct.tps), 3)
+    );
+    println!(
+        "  added mean latency per {}{}: agent {} ms, pgbouncer {} ms",
+        if case.rows_per_tx.is_some() {
+            "100k-row query"
+        } else if case.writes {
+            "transaction (5 statements)"
+        } else {
+            "query"
+        },
+        if case.clients == 1 {
+            " at 1 client"
+        } else {
+            " at 8 clients (queueing included)"
+        },
+        fmt_opt(added_agent, 3),
+        fmt_opt(added_bouncer, 3)
+    );
+    let mut line = json!({
+        "case": case.name,
+        "clients": case.clients,
+        "seconds": opts.seconds,
+        "rounds": opts.rounds,
+        "direct_tps": round_to(direct.tps, 1),
+        "agent_tps": round_to(agent_m.tps, 1),
+        "pgbouncer_tps": round_to(bouncer_m.tps, 1),
+        "agent_over_direct": round_to(over_direct, 3),
+        "agent_over_pgbouncer": round_to(over_bouncer, 3),
+        "pgbouncer_over_direct": round_to(ratio(bouncer_m.tps, direct.tps), 3),
+        "direct_latency_ms": round_to(direct.latency_ms, 3),
+        "agent_latency_ms": round_to(agent_m.latency_ms, 3),
+        "pgbouncer_latency_ms": round_to(bouncer_m.latency_ms, 3),
+        "agent_added_latency_ms": round_to(added_agent, 3),
+        "pgbouncer_added_latency_ms": round_to(added_bouncer, 3),
+        "agent_cpu_us_per_tx": round_to(agent_m.proxy_cpu_us, 1),
+        "pgbouncer_cpu_us_per_tx": round_to(bouncer_m.proxy_cpu_us, 1),
+        "pdp_cpu_us_per_tx": round_to(agent_m.pdp_cpu_us, 1),
+        "agent_busy_after_s": round_to(agent_m.busy_after_s, 1),
+    });
+    if let (Some(rows), Some(obj)) = (case.rows_per_tx, line.as_object_mut()) {
+        for (key, m) in [
+            ("direct_rows_per_s", &direct),
+            ("agent_rows_per_s", &agent_m),
+            ("pgbouncer_rows_per_s", &bouncer_m),
+        ] {
+            obj.insert(
+                key.to_owned(),
+                json!(round_to(m.tps.map(|t| t * rows as f64), 0)),
+            );
+        }
+    }
+    println!("{line}");
+    CaseSummary {
+        over_direct,
+        over_bouncer,
+        added_agent,
+        added_bouncer,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

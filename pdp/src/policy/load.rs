@@ -338,7 +338,9 @@ fn slice_by_action(
             approval: PolicySet::new(),
         };
         for p in base.policies().filter(|p| applies(p)) {
-            sets.base.add(p.clone()).map_err(|e| to_problem(e.to_string()))?;
+            sets.base
+                .add(p.clone())
+                .map_err(|e| to_problem(e.to_string()))?;
         }
         for p in approval.policies().filter(|p| applies(p)) {
             sets.approval
