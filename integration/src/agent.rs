@@ -289,6 +289,19 @@ impl AgentProcess {
         addr: std::net::SocketAddr,
         spool: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with(fixture, pdp_url, pg, addr, spool, "").await
+    }
+
+    /// Like [`Self::start`], with `target_toml` added to the `prod` target's
+    /// table (e.g. `grantable_roles` and an `[targets.prod.admin]` table).
+    pub async fn start_with(
+        fixture: &Fixture,
+        pdp_url: &str,
+        pg: &TestPostgres,
+        addr: std::net::SocketAddr,
+        spool: &std::path::Path,
+        target_toml: &str,
+    ) -> anyhow::Result<Self> {
         let agent = fixture
             .certs
             .agents
@@ -319,6 +332,7 @@ host = "{pg_host}"
 port = {pg_port}
 user = "{pg_user}"
 password_file = "{password_file}"
+{target_toml}
 
 [audit.spool]
 dir = "{spool}"

@@ -180,3 +180,77 @@ async fn sessions_run_as_their_own_short_lived_least_privilege_role() {
     }
     assert_eq!(left, 0, "session roles left behind");
 }
+
+#[tokio::test]
+async fn roles_left_by_a_killed_agent_are_reaped_when_it_restarts() {
+    use integration::agent::{AgentProcess, seed_example};
+    use integration::ports::free_port;
+    use integration::postgres::TestPostgres;
+    use integration::stack::{Fixture, PdpProcess};
+
+    let fixture = Fixture::new().unwrap();
+    let pg = TestPostgres::start().await.unwrap();
+    seed_example(&pg).await.unwrap();
+    pg.psql(
+        "prod",
+        "CREATE ROLE palisade_ci_reader; GRANT USAGE ON SCHEMA public TO palisade_ci_reader;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO palisade_ci_reader;",
+    )
+    .await
+    .unwrap();
+    let pdp_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let pdp = PdpProcess::start(&fixture, pdp_addr).await.unwrap();
+    let agent_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let spool = fixture.dir.path().join("spool-jit");
+    let password_file = fixture.dir.path().join("prod.password");
+    let target = format!(
+        "grantable_roles = [\"palisade_ci_reader\"]\n\n[targets.prod.admin]\nuser = \"{}\"\npassword_file = \"{}\"\n",
+        pg.superuser(),
+        password_file.display()
+    );
+    let mut agent =
+        AgentProcess::start_with(&fixture, &pdp.url(), &pg, agent_addr, &spool, &target)
+            .await
+            .unwrap();
+    let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
+    let ci = integration::clients::connect(&agent.conninfo(&token), &fixture.certs.ca.cert)
+        .await
+        .unwrap();
+    let role: String = ci
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(role.starts_with("palisade_s_"), "{role}");
+
+    // SIGKILL: the agent cannot remove the role; it is left behind.
+    agent.kill().await.unwrap();
+    drop(ci);
+    let direct = pg.connect("prod").await.unwrap();
+    let left: i64 = direct
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1, "the killed agent's role is still there");
+
+    // The restarted agent's reaper removes it.
+    agent.restart().await.unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        let n: i64 = direct
+            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the reaper did not remove the role of the killed agent"
+    );
+}

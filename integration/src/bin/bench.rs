@@ -153,8 +153,14 @@ fn parse_number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Some(opts) = Options::parse()? else {
-        return Ok(());
+    let opts = match Options::parse() {
+        Ok(Some(opts)) => opts,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            // A usage error: the message and the usage, no backtrace.
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
     };
     install_crypto();
     let started = Instant::now();
