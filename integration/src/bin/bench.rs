@@ -594,8 +594,9 @@ fn report_agent_log(lines: &[String]) {
 struct Pgbouncer {
     port: u16,
     pid: u32,
-    _dir: tempfile::TempDir,
+    // Dropped in this order: the process is killed, then its files go.
     _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
 }
 
 impl Pgbouncer {
@@ -678,8 +679,8 @@ impl Pgbouncer {
         Ok(Self {
             port,
             pid,
-            _dir: dir,
             _child: child,
+            _dir: dir,
         })
     }
 }
@@ -1052,15 +1053,20 @@ async fn pgbench_section(
         agent.pid, agent.addr
     );
     let bouncer = match pgbouncer_program {
-        Some(program) => {
-            let bouncer = Pgbouncer::start(program, pg).await?;
-            println!(
-                "pgbouncer: pid {} on 127.0.0.1:{}, session mode, default_pool_size 20, \
-                 auth scram-sha-256, plain TCP (no TLS) on both sides",
-                bouncer.pid, bouncer.port
-            );
-            Some(bouncer)
-        }
+        Some(program) => match Pgbouncer::start(program, pg).await {
+            Ok(bouncer) => {
+                println!(
+                    "pgbouncer: pid {} on 127.0.0.1:{}, session mode, default_pool_size 20, \
+                     auth scram-sha-256, plain TCP (no TLS) on both sides",
+                    bouncer.pid, bouncer.port
+                );
+                Some(bouncer)
+            }
+            Err(e) => {
+                println!("pgbouncer: FAILED TO START, skipped: {e:#}");
+                None
+            }
+        },
         None => {
             println!(
                 "pgbouncer: NOT INSTALLED ({PGBOUNCER_PATH} missing): skipped; \
