@@ -95,19 +95,7 @@ async fn sessions_run_as_their_own_short_lived_least_privilege_role() {
     );
 
     drop(ci);
-    let mut gone = false;
-    for _ in 0..100 {
-        let n: i64 = direct
-            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gone = role_disappears(&direct, &role).await;
     assert!(gone, "the session role outlived its session");
     let owner: String = direct
         .query_one(
@@ -236,7 +224,15 @@ async fn roles_left_by_a_killed_agent_are_reaped_when_it_restarts() {
 
     // The restarted agent's reaper removes it.
     agent.restart().await.unwrap();
-    let mut gone = false;
+    let gone = role_disappears(&direct, &role).await;
+    assert!(
+        gone,
+        "the reaper did not remove the role of the killed agent"
+    );
+}
+
+/// Whether `role` is dropped within 10 s.
+async fn role_disappears(direct: &tokio_postgres::Client, role: &str) -> bool {
     for _ in 0..100 {
         let n: i64 = direct
             .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
@@ -244,13 +240,9 @@ async fn roles_left_by_a_killed_agent_are_reaped_when_it_restarts() {
             .unwrap()
             .get(0);
         if n == 0 {
-            gone = true;
-            break;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        gone,
-        "the reaper did not remove the role of the killed agent"
-    );
+    false
 }

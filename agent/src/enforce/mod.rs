@@ -7,6 +7,7 @@
 
 mod cache;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,11 +174,12 @@ impl Enforcer {
             }
         };
         // What each statement is decided as: EXECUTE runs what was prepared.
-        let mut decided: Vec<Attributes> = Vec::with_capacity(statements.len());
+        // Borrowed from the (cached) analysis; only EXECUTE copies what it runs.
+        let mut decided: Vec<Cow<'_, Attributes>> = Vec::with_capacity(statements.len());
         for s in statements.iter() {
             if let Some(name) = &s.sql_execute {
                 match self.sql_prepared.get(name) {
-                    Some(a) => decided.push(a.clone()),
+                    Some(a) => decided.push(Cow::Owned(a.clone())),
                     None => {
                         self.metrics.statement(Effect::Deny);
                         return Verdict::Refuse(
@@ -193,10 +195,10 @@ impl Enforcer {
                     }
                 }
             } else {
-                decided.push(s.attributes.clone());
+                decided.push(Cow::Borrowed(&s.attributes));
             }
         }
-        let refs: Vec<&Attributes> = decided.iter().collect();
+        let refs: Vec<&Attributes> = decided.iter().map(AsRef::as_ref).collect();
         match self.decide(&refs).await {
             Err(r) => {
                 self.metrics.statement(if r.held {
