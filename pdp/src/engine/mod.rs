@@ -12,8 +12,7 @@ mod requests;
 mod types;
 pub mod uid;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 use palisade_sql::{Attributes, Relation};
@@ -48,8 +47,8 @@ pub struct Scope {
     /// Target entities plus the principal, its groups, and every table seen so
     /// far in this session (tables are added on first use).
     entities: RwLock<Entities>,
-    /// Masks per table, decided once per scope.
-    masks: RwLock<HashMap<Relation, Arc<Vec<ColumnMask>>>>,
+    /// Masks of the whole target, decided once per scope.
+    masks: OnceLock<Arc<Vec<ColumnMask>>>,
 }
 
 impl Scope {
@@ -105,7 +104,7 @@ impl Scope {
             session_record,
             session_context,
             entities: RwLock::new(entities),
-            masks: RwLock::new(HashMap::new()),
+            masks: OnceLock::new(),
         })
     }
 
@@ -218,13 +217,9 @@ impl Scope {
             self.evaluator().decide(&requests, &context, &entities)
         };
         let masks = if verdict.effect == Effect::Deny {
-            Vec::new()
+            Arc::default()
         } else {
-            attributes
-                .reads
-                .iter()
-                .flat_map(|r| self.masks_for(r).iter().cloned().collect::<Vec<_>>())
-                .collect()
+            self.masks()
         };
         StatementVerdict { verdict, masks }
     }
@@ -330,49 +325,45 @@ impl Scope {
         out
     }
 
-    fn masks_for(&self, relation: &Relation) -> Arc<Vec<ColumnMask>> {
-        if let Some(m) = self
-            .masks
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(relation)
-        {
-            return m.clone();
-        }
-        let mut masks = Vec::new();
-        if let Some(cols) = self.snapshot.target(&self.target).and_then(|t| {
-            t.classified
-                .get(&(relation.schema.clone(), relation.name.clone()))
-        }) {
-            for c in cols {
-                let verdict = self.decide_unmask(&relation.schema, &relation.name, &c.column);
-                if verdict.effect != Effect::Allow {
-                    let policy = verdict.policies.first().cloned().unwrap_or_default();
-                    let method = verdict
-                        .policies
-                        .iter()
-                        .find_map(|p| {
-                            self.snapshot
-                                .meta(&cedar_policy::PolicyId::new(p))
-                                .and_then(|m| m.mask)
-                        })
-                        .unwrap_or(MaskMethod::Redact);
-                    masks.push(ColumnMask {
-                        schema: relation.schema.clone(),
-                        table: relation.name.clone(),
-                        column: c.column.clone(),
-                        classification: c.classification.clone(),
-                        method,
-                        policy_id: policy,
-                    });
-                }
-            }
-        }
-        let masks = Arc::new(masks);
+    /// The classified columns of the target this principal may not see, and
+    /// how each is masked. `unmask` is decided in the session's context, so
+    /// once per scope (a policy change makes a new scope).
+    pub fn masks(&self) -> Arc<Vec<ColumnMask>> {
         self.masks
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(relation.clone(), masks.clone());
-        masks
+            .get_or_init(|| {
+                let mut masks = Vec::new();
+                let Some(target) = self.snapshot.target(&self.target) else {
+                    return Arc::new(masks);
+                };
+                let mut tables: Vec<_> = target.classified.iter().collect();
+                tables.sort_by(|a, b| a.0.cmp(b.0));
+                for ((schema, table), columns) in tables {
+                    for c in columns {
+                        let verdict = self.decide_unmask(schema, table, &c.column);
+                        if verdict.effect == Effect::Allow {
+                            continue;
+                        }
+                        let method = verdict
+                            .policies
+                            .iter()
+                            .find_map(|p| {
+                                self.snapshot
+                                    .meta(&cedar_policy::PolicyId::new(p))
+                                    .and_then(|m| m.mask)
+                            })
+                            .unwrap_or(MaskMethod::Redact);
+                        masks.push(ColumnMask {
+                            schema: schema.clone(),
+                            table: table.clone(),
+                            column: c.column.clone(),
+                            classification: c.classification.clone(),
+                            method,
+                            policy_id: verdict.policies.first().cloned().unwrap_or_default(),
+                        });
+                    }
+                }
+                Arc::new(masks)
+            })
+            .clone()
     }
 }

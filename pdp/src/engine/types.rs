@@ -1,5 +1,7 @@
 //! The values decisions are made of and answered with.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -93,8 +95,10 @@ pub struct Verdict {
 pub struct StatementVerdict {
     /// The decision.
     pub verdict: Verdict,
-    /// Columns of the relations read whose `unmask` was refused.
-    pub masks: Vec<ColumnMask>,
+    /// Every classified column of the target whose `unmask` was refused:
+    /// not only those of the relations read, because views, functions and
+    /// rules reach columns the statement does not name.
+    pub masks: Arc<Vec<ColumnMask>>,
 }
 
 impl StatementVerdict {
@@ -107,7 +111,7 @@ impl StatementVerdict {
                 reason,
                 reviewers: Vec::new(),
             },
-            masks: Vec::new(),
+            masks: Arc::default(),
         }
     }
 }
