@@ -6,9 +6,10 @@ use pg_query::{FingerprintOptions, NodeEnum};
 use crate::classify::{Class, classify};
 use crate::error::AnalyzeError;
 use crate::kind::StatementKind;
+use crate::lineage::lineage;
 use crate::parse::parse;
 use crate::search_path::SearchPath;
-use crate::statement::{Attributes, Relation, Statement};
+use crate::statement::{Attributes, Lineage, Relation, Statement};
 use crate::walk::{Facts, walk};
 
 /// Fingerprints tell relations apart by schema and full name, and ignore
@@ -73,15 +74,26 @@ fn statement(
     path: &SearchPath<'_>,
 ) -> Result<Statement, AnalyzeError> {
     let class = classify(node);
-    let facts = match class.schema_first {
-        Some(schema) => walk(node, &path.with_first(schema)),
-        None => walk(node, path),
+    let (facts, lineage) = match class.schema_first {
+        Some(schema) => {
+            let path = path.with_first(schema);
+            (walk(node, &path), lineage(node, &path))
+        }
+        None => (walk(node, path), lineage(node, path)),
     };
     let fingerprint = pg_query::fingerprint(text, 0, fingerprint_options())
         .map_err(per_statement_error)?
         .hex;
     let normalized = pg_query::normalize(text).map_err(per_statement_error)?;
-    Ok(assemble(class, facts, path, text, fingerprint, normalized))
+    Ok(assemble(
+        class,
+        facts,
+        lineage,
+        path,
+        text,
+        fingerprint,
+        normalized,
+    ))
 }
 
 fn per_statement_error(e: pg_query::Error) -> AnalyzeError {
@@ -97,6 +109,7 @@ fn per_statement_error(e: pg_query::Error) -> AnalyzeError {
 fn assemble(
     class: Class<'_>,
     mut facts: Facts,
+    lineage: Option<Lineage>,
     path: &SearchPath<'_>,
     text: &str,
     fingerprint: String,
@@ -147,6 +160,7 @@ fn assemble(
         transaction: class.transaction,
         copy: class.copy,
         sets_search_path: class.search_path,
+        lineage,
     }
 }
 

@@ -22,7 +22,11 @@
 //!    `walk/scope` for CTE names and aliases and the generated
 //!    `walk/children` table listing every child of every node type; unqualified
 //!    names resolve through `search_path` and `catalog`.
-//! 4. `analyze`: the statement text, fingerprint and normalized text, and
+//! 4. `lineage`: for statements that return rows, which base columns flow
+//!    into each result column ([`Lineage`]), so the agent can mask computed
+//!    columns derived from classified ones; `lineage/scope` holds the CTEs
+//!    and FROM items of each query level.
+//! 5. `analyze`: the statement text, fingerprint and normalized text, and
 //!    the assembled [`Statement`].
 #![deny(missing_docs)]
 
@@ -32,6 +36,7 @@ mod classify;
 mod error;
 mod ffi;
 mod kind;
+mod lineage;
 mod names;
 mod parse;
 mod search_path;
@@ -42,5 +47,6 @@ pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use kind::{ParseKindError, StatementKind};
 pub use statement::{
-    Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement, TransactionOp,
+    Attributes, ColumnRef, CopyDirection, CopyFormat, CopyInfo, Lineage, OutputColumn, Relation,
+    SourceColumn, Statement, TransactionOp,
 };

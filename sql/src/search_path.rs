@@ -4,7 +4,10 @@
 //! once per schema it could resolve to, and policy must allow every one: a
 //! session that moved its search path cannot slip a table past a policy.
 
+use pg_query::protobuf::RangeVar;
+
 use crate::catalog::{CatalogName, catalog_name};
+use crate::statement::Relation;
 
 /// The schema PostgreSQL searches implicitly, first.
 pub(crate) const PG_CATALOG: &str = "pg_catalog";
@@ -66,6 +69,20 @@ impl<'a> SearchPath<'a> {
             catalog_at: schemas.iter().position(|s| *s == PG_CATALOG),
             schemas: Schemas::Owned(schemas),
         }
+    }
+
+    /// The candidate relations a range variable names: itself when
+    /// qualified, `pg_temp` for `TEMP`, else one per candidate schema.
+    pub(crate) fn relations(&self, r: &RangeVar) -> Vec<Relation> {
+        if !r.schemaname.is_empty() {
+            return vec![Relation::new(&r.schemaname, &r.relname)];
+        }
+        if r.relpersistence == "t" {
+            return vec![Relation::new(PG_TEMP, &r.relname)];
+        }
+        self.candidates(&r.relname)
+            .map(|schema| Relation::new(schema, &r.relname))
+            .collect()
     }
 
     /// The schemas an unqualified relation `name` may resolve to, in search order.

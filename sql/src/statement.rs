@@ -1,5 +1,7 @@
 //! The typed summary of one SQL statement: what leaves this crate.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::kind::StatementKind;
@@ -34,6 +36,14 @@ pub struct Statement {
     /// with `$user` as PostgreSQL writes it: the caller substitutes the
     /// session user before passing it back to [`crate::analyze`].
     pub sets_search_path: Option<Vec<String>>,
+    /// Where the values of the result columns sent to the client come
+    /// from, for statements that return rows: `SELECT`/`VALUES`/`TABLE`,
+    /// `INSERT`/`UPDATE`/`DELETE`/`MERGE … RETURNING`, `DECLARE … CURSOR`,
+    /// `PREPARE name AS` a row-returning statement (for its `EXECUTE`s),
+    /// and `COPY … TO`. `None` for everything else, including `EXPLAIN`,
+    /// `CREATE TABLE AS`, `SELECT INTO` and `FETCH`.
+    #[serde(default)]
+    pub lineage: Option<Lineage>,
 }
 
 /// Exactly the attributes of a statement that policies decide on.
@@ -161,4 +171,108 @@ pub struct CopyInfo {
     pub program: bool,
     /// The server-side file name or the command, as written.
     pub target: Option<String>,
+    /// `FORMAT text|csv|binary`, also the legacy `CSV` and `BINARY`.
+    #[serde(default)]
+    pub format: CopyFormat,
+    /// `DELIMITER 'c'`; `None`: PostgreSQL's default (tab, or `,` in CSV).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// `QUOTE 'c'`; `None`: PostgreSQL's default (`"`).
+    #[serde(default)]
+    pub quote: Option<char>,
+    /// `ESCAPE 'c'`; `None`: PostgreSQL's default (the quote character).
+    #[serde(default)]
+    pub escape: Option<char>,
+    /// `NULL 'text'`; `None`: PostgreSQL's default (`\N`, or empty in CSV).
+    #[serde(default)]
+    pub null: Option<String>,
+    /// `HEADER` (also `HEADER MATCH`): the first line names the columns.
+    #[serde(default)]
+    pub header: bool,
+}
+
+/// The data format of a `COPY`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CopyFormat {
+    /// PostgreSQL's text format (the default).
+    #[default]
+    Text,
+    /// `FORMAT csv`, `CSV`.
+    Csv,
+    /// `FORMAT binary`, `BINARY`.
+    Binary,
+}
+
+/// Where the values of a statement's result columns come from.
+///
+/// The agent masks result columns derived from classified columns, also
+/// computed ones (`upper(ssn)`) whose origin PostgreSQL does not report.
+/// It over-reports, never under-reports: every base column whose value can
+/// flow into an output is among its sources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The top-level result columns, in order as written; a star (`*`,
+    /// `t.*`) is one entry that expands to several columns at run time.
+    pub columns: Vec<OutputColumn>,
+}
+
+/// One top-level result column (or star) of a statement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OutputColumn {
+    /// `*` / `t.*` in the target list (expands to several result columns
+    /// at run time).
+    pub star: bool,
+    /// Every base column whose value can flow into this output.
+    pub sources: BTreeSet<SourceColumn>,
+}
+
+/// A column of a base relation (table or view), schema-qualified the way
+/// [`Attributes::reads`] is: an unqualified table name gives one source per
+/// schema of the search path it could resolve to.
+///
+/// Both fields `None` means any column of any relation: the analysis could
+/// not tell (`query_to_xml('…')`, a statement nested too deeply).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceColumn {
+    /// `None`: an unqualified reference that could come from several
+    /// relations in scope (matches that column name in any relation).
+    pub relation: Option<Relation>,
+    /// `None`: the whole row (`t` or `t.*` inside an expression such as
+    /// `row_to_json(t)`, `t::text`, or a star over a base relation): every
+    /// column of the relation.
+    pub column: Option<String>,
+}
+
+impl SourceColumn {
+    /// A column of a relation.
+    pub fn new(relation: Relation, column: impl Into<String>) -> Self {
+        SourceColumn {
+            relation: Some(relation),
+            column: Some(column.into()),
+        }
+    }
+
+    /// Every column of a relation.
+    pub fn whole_row(relation: Relation) -> Self {
+        SourceColumn {
+            relation: Some(relation),
+            column: None,
+        }
+    }
+
+    /// A column name in any relation.
+    pub fn unresolved(column: impl Into<String>) -> Self {
+        SourceColumn {
+            relation: None,
+            column: Some(column.into()),
+        }
+    }
+
+    /// Any column of any relation.
+    pub fn anything() -> Self {
+        SourceColumn {
+            relation: None,
+            column: None,
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! whether a relation found here is written, whether a column found here
 //! filters, which names are CTEs, and whether a data-modifying part runs.
 
-mod children;
+pub(crate) mod children;
 mod context;
 mod scope;
 
@@ -21,7 +21,7 @@ use self::context::{Ctx, TOP, child_ctx};
 use self::scope::{ScopeId, Scopes, column_fields, cte_names, range_var_name};
 use crate::kind::StatementKind;
 use crate::names::{inner, regclass_name, sval};
-use crate::search_path::{PG_TEMP, SearchPath};
+use crate::search_path::SearchPath;
 use crate::statement::{ColumnRef, Relation};
 
 /// What the walk found in one statement.
@@ -330,16 +330,7 @@ impl<'t> Walker<'t, '_> {
 
     /// The candidate relations a range variable names.
     fn resolve(&self, r: &RangeVar) -> Vec<Relation> {
-        if !r.schemaname.is_empty() {
-            return vec![Relation::new(&r.schemaname, &r.relname)];
-        }
-        if r.relpersistence == "t" {
-            return vec![Relation::new(PG_TEMP, &r.relname)];
-        }
-        self.path
-            .candidates(&r.relname)
-            .map(|schema| Relation::new(schema, &r.relname))
-            .collect()
+        self.path.relations(r)
     }
 
     fn range_var(&mut self, r: &RangeVar, ctx: Ctx) {
@@ -449,7 +440,7 @@ impl<'t> Walker<'t, '_> {
 }
 
 /// A string literal argument, also when cast (`'seq'::regclass`).
-fn string_argument(mut arg: &Node) -> Option<&str> {
+pub(crate) fn string_argument(mut arg: &Node) -> Option<&str> {
     loop {
         match inner(arg)? {
             NodeEnum::AConst(c) => {

@@ -6,7 +6,7 @@
 )]
 
 use palisade_sql::{
-    AnalyzeError, Attributes, ColumnRef, CopyDirection, CopyInfo, Relation, Statement,
+    AnalyzeError, Attributes, ColumnRef, CopyDirection, CopyFormat, CopyInfo, Relation, Statement,
     StatementKind, TransactionOp, analyze,
 };
 
@@ -649,6 +649,12 @@ fn copy_reports_direction_target_and_program() {
             stdio: false,
             program: true,
             target: Some("id".into()),
+            format: CopyFormat::Text,
+            delimiter: None,
+            quote: None,
+            escape: None,
+            null: None,
+            header: false,
         })
     );
     let s = one_in("COPY (SELECT a FROM t WHERE b > 1) TO STDOUT", &[]);

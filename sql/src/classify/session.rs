@@ -10,7 +10,7 @@ use pg_query::protobuf::{
 use super::{Class, sets_identity};
 use crate::kind::StatementKind;
 use crate::names::{inner, object_text};
-use crate::statement::{CopyDirection, CopyInfo, TransactionOp};
+use crate::statement::{CopyDirection, CopyFormat, CopyInfo, TransactionOp};
 
 /// PostgreSQL's default `search_path`.
 pub(crate) fn default_search_path() -> Vec<String> {
@@ -30,8 +30,87 @@ pub(super) fn copy(c: &CopyStmt) -> Class<'_> {
         stdio: c.filename.is_empty() && !c.is_program,
         program: c.is_program,
         target: (!c.filename.is_empty()).then(|| c.filename.clone()),
+        format: CopyFormat::Text,
+        delimiter: None,
+        quote: None,
+        escape: None,
+        null: None,
+        header: false,
     });
+    if let Some(info) = class.copy.as_mut() {
+        copy_options(c, info);
+    }
     class
+}
+
+/// The data-format options of a `COPY`, as written (the grammar turns the
+/// legacy `BINARY`, `CSV`, `HEADER`, `DELIMITER [AS] 'c'`… into the same
+/// options as `WITH (FORMAT csv, …)`).
+fn copy_options(c: &CopyStmt, info: &mut CopyInfo) {
+    for option in c.options.iter().filter_map(inner) {
+        let NodeEnum::DefElem(d) = option else {
+            continue;
+        };
+        let arg = d.arg.as_deref().and_then(inner);
+        let text = match arg {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        };
+        let name = d.defname.to_ascii_lowercase();
+        match name.as_str() {
+            "format" => {
+                info.format = match text.map(str::to_ascii_lowercase).as_deref() {
+                    Some("csv") => CopyFormat::Csv,
+                    Some("binary") => CopyFormat::Binary,
+                    _ => CopyFormat::Text,
+                }
+            }
+            "delimiter" => info.delimiter = text.and_then(single_char),
+            "quote" => info.quote = text.and_then(single_char),
+            "escape" => info.escape = text.and_then(single_char),
+            "null" => info.null = text.map(str::to_owned),
+            "header" => info.header = copy_header(arg),
+            _ => {}
+        }
+    }
+}
+
+/// The one character of an option PostgreSQL requires to be one character.
+fn single_char(text: &str) -> Option<char> {
+    let mut chars = text.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
+}
+
+/// `HEADER`, `HEADER true|on|1|match…` as PostgreSQL reads it.
+fn copy_header(arg: Option<&NodeEnum>) -> bool {
+    match arg {
+        None => true,
+        Some(NodeEnum::Boolean(b)) => b.boolval,
+        Some(NodeEnum::Integer(i)) => i.ival != 0,
+        Some(NodeEnum::String(s)) => {
+            s.sval.eq_ignore_ascii_case("match") || parse_bool(&s.sval).unwrap_or(false)
+        }
+        Some(_) => false,
+    }
+}
+
+/// PostgreSQL's `parse_bool`: case-insensitive prefixes of `true`, `false`,
+/// `yes`, `no`, at least two letters of `on`/`off`, `1` and `0`.
+fn parse_bool(text: &str) -> Option<bool> {
+    let lower = text.to_ascii_lowercase();
+    let prefix_of = |word: &str| !lower.is_empty() && word.starts_with(lower.as_str());
+    match lower.as_bytes().first()? {
+        b't' if prefix_of("true") => Some(true),
+        b'y' if prefix_of("yes") => Some(true),
+        b'f' if prefix_of("false") => Some(false),
+        b'n' if prefix_of("no") => Some(false),
+        b'o' if lower.len() >= 2 && prefix_of("on") => Some(true),
+        b'o' if lower.len() >= 2 && prefix_of("off") => Some(false),
+        b'1' if lower.len() == 1 => Some(true),
+        b'0' if lower.len() == 1 => Some(false),
+        _ => None,
+    }
 }
 
 /// `EXECUTE p(…)`: the agent decides it as what `p` was prepared as.
@@ -225,6 +304,82 @@ mod tests {
         assert!(!analyzes("EXPLAIN (ANALYZE off) SELECT 1"));
         assert!(!analyzes("EXPLAIN SELECT 1"));
         assert!(!analyzes("EXPLAIN VERBOSE SELECT 1"));
+    }
+
+    fn copy_info(sql: &str) -> CopyInfo {
+        let parsed = pg_query::parse(sql, 0).unwrap();
+        let Some(NodeEnum::CopyStmt(c)) =
+            parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.clone()
+        else {
+            unreachable!()
+        };
+        copy(&c).copy.unwrap()
+    }
+
+    #[test]
+    fn copy_options_as_written() {
+        let c = copy_info("COPY t TO STDOUT");
+        assert_eq!(
+            (c.format, c.delimiter, c.quote, c.escape, c.null, c.header),
+            (CopyFormat::Text, None, None, None, None, false)
+        );
+        let c = copy_info(
+            "COPY t TO STDOUT WITH (FORMAT csv, DELIMITER ';', QUOTE '''', ESCAPE '\\', \
+             NULL 'NULL', HEADER)",
+        );
+        assert_eq!(
+            (c.format, c.delimiter, c.quote, c.escape, c.null, c.header),
+            (
+                CopyFormat::Csv,
+                Some(';'),
+                Some('\''),
+                Some('\\'),
+                Some("NULL".to_owned()),
+                true
+            )
+        );
+        let c = copy_info("COPY t TO STDOUT CSV HEADER DELIMITER AS '|' NULL AS ''");
+        assert_eq!(
+            (c.format, c.delimiter, c.null.as_deref(), c.header),
+            (CopyFormat::Csv, Some('|'), Some(""), true)
+        );
+        assert_eq!(
+            copy_info("COPY BINARY t TO STDOUT").format,
+            CopyFormat::Binary
+        );
+        assert_eq!(
+            copy_info("COPY t FROM STDIN (FORMAT binary)").format,
+            CopyFormat::Binary
+        );
+        assert_eq!(
+            copy_info("COPY t FROM STDIN (FORMAT text, DELIMITER E'\\t')").delimiter,
+            Some('\t')
+        );
+        assert_eq!(
+            copy_info("COPY t TO STDOUT USING DELIMITERS ','").delimiter,
+            Some(',')
+        );
+        for (sql, header) in [
+            ("COPY t TO STDOUT (FORMAT csv, HEADER false)", false),
+            ("COPY t TO STDOUT (FORMAT csv, HEADER off)", false),
+            ("COPY t TO STDOUT (FORMAT csv, HEADER 0)", false),
+            ("COPY t TO STDOUT (FORMAT csv, HEADER 1)", true),
+            ("COPY t TO STDOUT (FORMAT csv, HEADER on)", true),
+            ("COPY t TO STDOUT (FORMAT csv, HEADER true)", true),
+            ("COPY t FROM STDIN (FORMAT csv, HEADER match)", true),
+        ] {
+            assert_eq!(copy_info(sql).header, header, "{sql}");
+        }
+    }
+
+    #[test]
+    fn postgres_booleans() {
+        assert_eq!(parse_bool("TR"), Some(true));
+        assert_eq!(parse_bool("o"), None);
+        assert_eq!(parse_bool("of"), Some(false));
+        assert_eq!(parse_bool("on"), Some(true));
+        assert_eq!(parse_bool("nope"), None);
+        assert_eq!(parse_bool(""), None);
     }
 
     #[test]
