@@ -83,6 +83,7 @@ impl Fixture {
             audit: AuditConfig::Embedded {
                 dir: self.dir.path().join("audit"),
             },
+            approvals: Default::default(),
         }
     }
 

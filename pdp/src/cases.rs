@@ -59,6 +59,12 @@ struct Case {
     policies: Option<Vec<String>>,
     #[serde(default)]
     application_name: Option<String>,
+    /// `action = "review"`: the reviewer groups the held statement names.
+    #[serde(default)]
+    reviewers: Option<Vec<String>>,
+    /// `action = "review"`: the principal (by name) whose statement is held.
+    #[serde(default)]
+    requester: Option<String>,
 }
 
 fn default_target() -> String {
@@ -129,7 +135,7 @@ pub fn run(
                 continue;
             }
         };
-        match evaluate(snapshot, &case.principal, spec, case) {
+        match evaluate(snapshot, &case.principal, spec, case, &file.principals) {
             Ok(verdict) => results.push(judge(case, line, expect, &verdict)),
             Err(message) => problems.push(problem(message)),
         }
@@ -161,6 +167,7 @@ fn evaluate(
     name: &str,
     spec: &PrincipalSpec,
     case: &Case,
+    principals: &BTreeMap<String, PrincipalSpec>,
 ) -> Result<Verdict, String> {
     let facts = SessionFacts {
         target: case.target.clone(),
@@ -224,8 +231,32 @@ fn evaluate(
             };
             Ok(scope.decide_unmask(schema, table, column))
         }
+        (None, Some("review")) => {
+            let requester = case
+                .requester
+                .as_deref()
+                .ok_or("review needs `requester`")?;
+            let requester_spec = principals
+                .get(requester)
+                .ok_or_else(|| format!("unknown requester `{requester}`"))?;
+            let approval = palisade_proto::v1::Approval {
+                id: format!("test-{}", case.name),
+                requester: Some(palisade_proto::v1::Principal {
+                    id: principal(requester, requester_spec).id,
+                    ..Default::default()
+                }),
+                target: case.target.clone(),
+                reviewers: case.reviewers.clone().ok_or("review needs `reviewers`")?,
+                ..Default::default()
+            };
+            Ok(crate::approvals::review::decide(
+                snapshot,
+                &principal(name, spec),
+                &approval,
+            ))
+        }
         (None, Some(other)) => Err(format!(
-            "action `{other}`: use connect, assume_role or unmask, or give `sql`"
+            "action `{other}`: use connect, assume_role, unmask or review, or give `sql`"
         )),
         (Some(_), Some(_)) => Err("give either `sql` or `action`, not both".to_owned()),
         (None, None) => Err("give `sql` or `action`".to_owned()),

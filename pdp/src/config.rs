@@ -38,6 +38,48 @@ pub struct PdpConfig {
     /// Where audit events are stored.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Statements held for a reviewer; stored where the audit store is.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: how long a held statement waits, how reviewers hear of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// How long a held statement waits for a reviewer, unless its policy says
+    /// otherwise (`@approval_timeout("90s")`). Default 5m.
+    #[serde(default = "default_approval_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often a watcher re-reads an approval another replica may have
+    /// resolved. Default 250ms.
+    #[serde(default = "default_approval_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// This PDP's URL as reviewers reach it (shown in the approve/deny
+    /// commands of webhook messages).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Where new approvals are announced.
+    #[serde(default)]
+    pub webhooks: Vec<crate::approvals::webhook::WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            timeout: default_approval_timeout(),
+            poll_interval: default_approval_poll(),
+            public_url: None,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+fn default_approval_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_approval_poll() -> Duration {
+    Duration::from_millis(250)
 }
 
 /// The audit store.
@@ -193,6 +235,20 @@ impl PdpConfig {
         }
         if self.reload_interval.is_zero() {
             out.push("reload_interval: must be more than zero".to_owned());
+        }
+        if self.approvals.timeout.is_zero() {
+            out.push("approvals.timeout: must be more than zero".to_owned());
+        }
+        if self.approvals.poll_interval.is_zero() {
+            out.push("approvals.poll_interval: must be more than zero".to_owned());
+        }
+        for hook in &self.approvals.webhooks {
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                out.push(format!(
+                    "approvals.webhooks: `{}` is not an http(s) URL",
+                    hook.url
+                ));
+            }
         }
         out
     }

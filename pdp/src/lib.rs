@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod approvals;
 pub mod audit;
 pub mod cases;
 pub mod config;

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_proto::v1::approval_service_server::ApprovalServiceServer;
 use palisade_proto::v1::audit_service_server::AuditServiceServer;
 use palisade_proto::v1::decision_service_server::DecisionServiceServer;
 use palisade_proto::v1::policy_service_server::PolicyServiceServer;
@@ -14,9 +15,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::info;
 
+use crate::approvals::webhook::Notifier;
+use crate::approvals::{ApprovalStore, EmbeddedApprovals, PostgresApprovals};
 use crate::audit::{AuditStore, EmbeddedStore, PostgresStore};
 use crate::config::{AuditConfig, PdpConfig};
-use crate::grpc::{AuditApi, DecisionApi, DecisionSettings, PolicyApi};
+use crate::grpc::{
+    ApprovalApi, ApprovalSettings, AuditApi, DecisionApi, DecisionSettings, PolicyApi,
+};
 use crate::oidc::Verifier;
 use crate::policy::{PolicyProblem, PolicyStore};
 use crate::sessions::Sessions;
@@ -47,6 +52,9 @@ pub enum ServeError {
     /// The audit store could not be opened.
     #[error("audit store: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// The approval store could not be opened.
+    #[error("{0}")]
+    Approvals(#[from] crate::approvals::ApprovalError),
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
@@ -62,6 +70,7 @@ pub struct Pdp {
     store: PolicyStore,
     verifier: Verifier,
     audit: Arc<dyn AuditStore>,
+    approvals: Arc<dyn ApprovalStore>,
 }
 
 impl Pdp {
@@ -73,12 +82,27 @@ impl Pdp {
             AuditConfig::Embedded { dir } => Arc::new(EmbeddedStore::open(dir)?),
             AuditConfig::Postgres { conninfo } => Arc::new(PostgresStore::connect(conninfo).await?),
         };
+        // Approvals live where the audit trail does.
+        let approvals: Arc<dyn ApprovalStore> = match &config.audit {
+            AuditConfig::Embedded { dir } => {
+                Arc::new(EmbeddedApprovals::open(&dir.join("approvals"))?)
+            }
+            AuditConfig::Postgres { conninfo } => {
+                Arc::new(PostgresApprovals::connect(conninfo).await?)
+            }
+        };
         Ok(Self {
             config,
             store,
             verifier,
             audit,
+            approvals,
         })
+    }
+
+    /// The approval store.
+    pub fn approvals(&self) -> Arc<dyn ApprovalStore> {
+        self.approvals.clone()
     }
 
     /// The audit store (tests read what was stored).
@@ -115,6 +139,20 @@ impl Pdp {
                 }
             })
         };
+        let approval = ApprovalApi::new(
+            self.approvals.clone(),
+            sessions.clone(),
+            self.verifier.clone(),
+            Notifier::new(
+                self.config.approvals.webhooks.clone(),
+                self.approvals.clone(),
+                self.config.approvals.public_url.clone(),
+            ),
+            ApprovalSettings {
+                timeout: self.config.approvals.timeout,
+                poll_interval: self.config.approvals.poll_interval,
+            },
+        );
         let decision = DecisionApi::new(
             sessions,
             self.verifier.clone(),
@@ -134,6 +172,7 @@ impl Pdp {
             .tcp_nodelay(true)
             .add_service(DecisionServiceServer::new(decision))
             .add_service(PolicyServiceServer::new(PolicyApi::new(self.store.clone())))
+            .add_service(ApprovalServiceServer::new(approval))
             .add_service(AuditServiceServer::new(AuditApi::new(self.audit.clone())))
             .add_service(SessionServiceServer::new(AuditApi::new(self.audit.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

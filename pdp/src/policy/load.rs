@@ -35,6 +35,9 @@ pub struct PolicyMeta {
     /// `@approval("group, group")` on a forbid: the reviewer groups. A forbid
     /// with this annotation means "not without a review".
     pub approval: Vec<String>,
+    /// `@approval_timeout("90s")` beside `@approval`: how long the statement
+    /// waits for a reviewer (else the PDP's `approvals.timeout`).
+    pub approval_timeout: Option<std::time::Duration>,
 }
 
 /// Reads and validates every file of `dir`. Either the whole set is good, or
@@ -267,6 +270,30 @@ fn add_policy(
             ));
         }
     }
+    let approval_timeout = match policy.annotation("approval_timeout") {
+        None => None,
+        Some(text) => match humantime_serde::re::humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() && policy.annotation("approval").is_some() => Some(d),
+            Ok(_) if policy.annotation("approval").is_none() => {
+                problems.push(locate(
+                    "@approval_timeout belongs beside @approval".to_owned(),
+                ));
+                None
+            }
+            Ok(_) => {
+                problems.push(locate(
+                    "@approval_timeout must be more than zero".to_owned(),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(locate(format!(
+                    "@approval_timeout `{text}` is not a duration (e.g. \"90s\", \"5m\"): {e}"
+                )));
+                None
+            }
+        },
+    };
     if let Err(e) = all.add(policy.new_id(id.clone())) {
         problems.push(locate(e.to_string()));
         return;
@@ -278,6 +305,7 @@ fn add_policy(
             reason: policy.annotation("reason").map(str::to_owned),
             mask,
             approval,
+            approval_timeout,
         },
     );
 }
