@@ -1,5 +1,6 @@
 //! `palisade`: the admin command (certificates, policy tooling, dev tokens).
 
+mod approvals;
 mod policy;
 mod remote;
 mod sessions;
@@ -35,6 +36,9 @@ enum Command {
     /// The audit trail's integrity.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Statements held for review: list, show, approve, deny (with your own token).
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Policy(command) => return policy::run(&command),
         Command::Sessions(SessionsCommand::List(args)) => sessions::list(&args).await,
         Command::Replay(args) => sessions::replay(&args).await,
+        Command::Approvals(command) => approvals::run(&command).await,
         Command::Audit(AuditCommand::Verify(args)) => match sessions::verify(&args).await {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(2),

@@ -124,6 +124,13 @@ pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn format_time(t: &prost_types::Timestamp) -> String {
+    humantime::format_rfc3339_seconds(
+        UNIX_EPOCH + Duration::from_secs(t.seconds.max(0).unsigned_abs()),
+    )
+    .to_string()
+}
+
 fn effect(e: i32) -> &'static str {
     match pb::Effect::try_from(e) {
         Ok(pb::Effect::Allow) => "ALLOW",
@@ -188,14 +195,31 @@ pub fn describe(e: &pb::AuditEvent) -> String {
             }
         }
         Some(Event::Approval(a)) => {
-            let _ = write!(
-                line,
-                "approval {} {:?} by {} {}",
-                a.approval_id,
-                a.state(),
-                a.reviewer,
-                a.reason
-            );
+            let state = crate::approvals::state_name(a.state());
+            let _ = write!(line, "APPROVAL {state:<9} {}", a.approval_id);
+            match a.state() {
+                pb::ApprovalState::Pending => {
+                    let _ = write!(
+                        line,
+                        "  requested: reviewers {} [{}]",
+                        a.reviewers.join(", "),
+                        a.policies.join(", ")
+                    );
+                    if let Some(d) = &a.deadline {
+                        let _ = write!(line, " until {}", format_time(d));
+                    }
+                }
+                pb::ApprovalState::Approved | pb::ApprovalState::Denied => {
+                    let _ = write!(line, "  by {}", a.reviewer);
+                }
+                _ => {}
+            }
+            if !a.reason.is_empty() {
+                let _ = write!(line, "  — {}", a.reason);
+            }
+            for f in &a.notification_failures {
+                let _ = write!(line, "  (notification failed: {f})");
+            }
         }
         Some(Event::SessionEnded(s)) => {
             let _ = write!(line, "session ended: {}", s.reason);

@@ -56,6 +56,8 @@ pub struct Note {
     pub policies: Vec<String>,
     /// Whether the decision came from the cache.
     pub cached: bool,
+    /// The approval that released it, for a held statement a reviewer approved.
+    pub approval_id: Option<String>,
 }
 
 /// What to do with a query string or a Parse.
@@ -141,6 +143,11 @@ impl Enforcer {
     /// The PDP session id.
     pub fn session_id(&self) -> &str {
         &self.session_id
+    }
+
+    /// The PDP client (approvals are asked for through it).
+    pub fn pdp(&self) -> &PdpClient {
+        &self.pdp
     }
 
     fn analyze(&mut self, sql: &str) -> Result<Arc<Vec<Statement>>, Refusal> {
@@ -333,6 +340,7 @@ impl Enforcer {
             notes.push(Note {
                 policies: d.policies.clone(),
                 cached,
+                approval_id: None,
             });
         }
         Ok(notes)
@@ -351,7 +359,7 @@ fn refusal(d: &Decision, what: &str) -> Refusal {
     }
     let detail = if d.effect == Effect::RequireApproval {
         Some(format!(
-            "this statement needs the approval of: {}; approvals are not enabled on this agent",
+            "this statement needs the approval of: {}; an approval covers one execution",
             d.reviewers.join(", ")
         ))
     } else {

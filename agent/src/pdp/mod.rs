@@ -2,6 +2,7 @@
 //! Every call is bounded by the configured timeout; an error or timeout is
 //! the caller's to turn into a refusal (the agent fails closed).
 
+mod approval;
 mod convert;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use palisade_proto::v1 as pb;
 use palisade_sql::Attributes;
+use pb::approval_service_client::ApprovalServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
 use pb::policy_service_client::PolicyServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -92,6 +94,10 @@ pub struct PdpClient {
     endpoints: Arc<Vec<Endpoint>>,
     clients: Arc<Vec<DecisionServiceClient<Channel>>>,
     status: Arc<Vec<PolicyServiceClient<Channel>>>,
+    /// Approval calls: no per-request bound on these channels (a watch
+    /// stream lasts as long as the review); unary calls are bounded by
+    /// `timeout` in the caller.
+    approvals: Arc<Vec<ApprovalServiceClient<Channel>>>,
     timeout: Duration,
 }
 
@@ -113,6 +119,7 @@ impl PdpClient {
         let mut clients = Vec::new();
         let mut status = Vec::new();
         let mut endpoints = Vec::new();
+        let mut approvals = Vec::new();
         for url in &config.endpoints {
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(ca.clone())
@@ -133,6 +140,7 @@ impl PdpClient {
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_while_idle(true);
             endpoints.push(endpoint.clone());
+            approvals.push(ApprovalServiceClient::new(endpoint.connect_lazy()));
             // Only decision calls are bounded per request (the audit stream
             // is long-lived).
             let channel = endpoint.timeout(config.decision_timeout).connect_lazy();
@@ -146,6 +154,7 @@ impl PdpClient {
             endpoints: Arc::new(endpoints),
             clients: Arc::new(clients),
             status: Arc::new(status),
+            approvals: Arc::new(approvals),
             timeout: config.decision_timeout,
         })
     }

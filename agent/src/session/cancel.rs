@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use rand::Rng;
+use tokio::sync::Notify;
 
 use crate::backend::{self, BackendKey};
 
@@ -14,6 +15,9 @@ struct Route {
     secret: [u8; 4],
     upstream_addr: String,
     upstream_key: BackendKey,
+    /// Wakes the session when it waits for an approval (nothing runs
+    /// upstream then; the cancel withdraws the request).
+    cancelled: Arc<Notify>,
 }
 
 /// All sessions' cancel keys.
@@ -29,6 +33,8 @@ pub struct CancelHandle {
     pub process_id: i32,
     /// The secret the client was given.
     pub secret: [u8; 4],
+    /// Notified on every matching cancel request.
+    pub cancelled: Arc<Notify>,
 }
 
 impl Drop for CancelHandle {
@@ -45,15 +51,18 @@ impl CancelRegistry {
             let process_id: i32 = rng.random_range(1..i32::MAX);
             let secret: [u8; 4] = rng.random();
             if let dashmap::Entry::Vacant(v) = self.routes.entry(process_id) {
+                let cancelled = Arc::new(Notify::new());
                 v.insert(Route {
                     secret,
                     upstream_addr: upstream_addr.clone(),
                     upstream_key: upstream_key.clone(),
+                    cancelled: cancelled.clone(),
                 });
                 return CancelHandle {
                     registry: self.clone(),
                     process_id,
                     secret,
+                    cancelled,
                 };
             }
         }
@@ -69,6 +78,7 @@ impl CancelRegistry {
         if !constant_time_eq(&route.secret, secret) {
             return;
         }
+        route.cancelled.notify_waiters();
         if let Err(e) = backend::cancel(&route.upstream_addr, &route.upstream_key).await {
             tracing::warn!(error = %e, "cancel request could not be forwarded");
         }

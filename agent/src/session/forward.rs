@@ -44,6 +44,9 @@ pub struct Forward {
     /// After a refused Parse or Bind: drop messages until Sync, as the
     /// database does after an error.
     skipping: bool,
+    /// Holding statements for a reviewer (see [`super::hold`]); without it a
+    /// held statement is refused.
+    pub hold: Option<super::hold::Hold>,
 }
 
 impl Forward {
@@ -66,6 +69,7 @@ impl Forward {
             prepared: HashMap::new(),
             portals: HashMap::new(),
             skipping: false,
+            hold: None,
         }
     }
 
@@ -108,7 +112,19 @@ impl Forward {
                             self.stand_in_query(&mut out, r);
                             continue;
                         }
-                        match self.enforcer.check(sql).await {
+                        let verdict = self.enforcer.check(sql).await;
+                        // Approvals hook: a held statement waits for a reviewer.
+                        let verdict = match &mut self.hold {
+                            Some(h) => match h
+                                .settle(verdict, sql, None, &self.enforcer, client, &mut buf)
+                                .await
+                            {
+                                Ok(v) => v,
+                                Err(end) => return end,
+                            },
+                            None => verdict,
+                        };
+                        match verdict {
                             Verdict::Forward(statements, notes) => {
                                 for (statement, note) in statements.iter().zip(notes) {
                                     self.shared.forwarded(
@@ -146,7 +162,29 @@ impl Forward {
                             self.stand_in_parse(&mut out, r);
                             continue;
                         }
-                        match self.enforcer.check(parse.sql).await {
+                        let verdict = self.enforcer.check(parse.sql).await;
+                        // Approvals hook: a held statement waits for a reviewer.
+                        let verdict = match &mut self.hold {
+                            Some(h) => {
+                                h.forget(parse.name);
+                                match h
+                                    .settle(
+                                        verdict,
+                                        parse.sql,
+                                        Some(parse.name),
+                                        &self.enforcer,
+                                        client,
+                                        &mut buf,
+                                    )
+                                    .await
+                                {
+                                    Ok(v) => v,
+                                    Err(end) => return end,
+                                }
+                            }
+                            None => verdict,
+                        };
+                        match verdict {
                             Verdict::Forward(statements, notes) => {
                                 self.prepared
                                     .insert(parse.name.to_owned(), (statements, notes));
@@ -173,6 +211,12 @@ impl Forward {
                         let prepared = self.prepared.get(bind.statement).cloned();
                         if let Some((statements, _)) = &prepared
                             && let Err(r) = self.enforcer.recheck(statements).await
+                            // Approvals hook: the approved Parse binds once.
+                            && !(r.held
+                                && self
+                                    .hold
+                                    .as_mut()
+                                    .is_some_and(|h| h.release_bind(bind.statement)))
                         {
                             self.recorder.refused(statements, &r, "extended", "");
                             self.stand_in_parse(&mut out, r);

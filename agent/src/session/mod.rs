@@ -3,6 +3,7 @@
 
 mod cancel;
 mod forward;
+mod hold;
 mod record;
 mod relay;
 mod shared;
@@ -285,7 +286,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     ));
     let (mut client_rd, mut client_wr) = tokio::io::split(hello.stream);
     let (mut upstream_rd, mut upstream_wr) = tokio::io::split(upstream.stream);
-    let (_inject_tx, inject_rx) = tokio::sync::mpsc::channel(16);
+    let (inject_tx, inject_rx) = tokio::sync::mpsc::channel(16);
     let mut forward = forward::Forward::new(
         enforcer,
         shared.clone(),
@@ -294,6 +295,12 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         ctx.config.limits.max_message_bytes,
         ctx.config.limits.idle_timeout,
     );
+    forward.hold = Some(hold::Hold::new(
+        ctx.pdp.clone(),
+        inject_tx,
+        cancel.as_ref().map(|c| c.cancelled.clone()),
+        recorder.clone(),
+    ));
     let end = tokio::select! {
         end = forward.run(&mut client_rd, hello.read_buf, &mut upstream_wr) => end,
         end = relay::run(&mut upstream_rd, upstream.read_buf, &mut client_wr, shared, recorder.clone(), inject_rx) => end,

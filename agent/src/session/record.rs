@@ -112,7 +112,7 @@ impl Recorder {
             effect: pb::Effect::Allow.into(),
             determining_policies: p.note.policies.clone(),
             reason: String::new(),
-            approval_id: String::new(),
+            approval_id: p.note.approval_id.clone().unwrap_or_default(),
             rows: outcome.rows,
             command_tag: outcome.tag,
             masked_columns: Vec::new(),
@@ -168,6 +168,25 @@ impl Recorder {
             ));
         }
     }
+}
+
+/// A step of a held statement's approval (requested, approved, denied,
+/// expired, withdrawn, consumed).
+pub fn approval_event(
+    approval: &pb::Approval,
+    state: pb::ApprovalState,
+    reason: &str,
+) -> pb::audit_event::Event {
+    pb::audit_event::Event::Approval(pb::ApprovalEvent {
+        approval_id: approval.id.clone(),
+        state: state.into(),
+        reviewer: approval.decided_by.clone(),
+        reason: reason.to_owned(),
+        reviewers: approval.reviewers.clone(),
+        policies: approval.policies.clone(),
+        deadline: approval.deadline,
+        notification_failures: approval.notification_failures.clone(),
+    })
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
