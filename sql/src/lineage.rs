@@ -15,7 +15,6 @@
 
 mod scope;
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use pg_query::protobuf::{
@@ -123,56 +122,33 @@ fn evaluate(stmt: &NodeEnum, path: &SearchPath<'_>) -> Lineage {
     Lineage { columns }
 }
 
-/// The columns assigned by a data-modifying statement, for `RETURNING`.
+/// What a data-modifying statement writes into its target, for `RETURNING`.
+///
+/// `RETURNING` shows the rows as written. A returned column of the target
+/// carries every value written, not only the one assigned to it: generated
+/// columns and triggers can move values between columns.
 #[derive(Default)]
-struct Assigned<'t> {
-    by_column: BTreeMap<&'t str, Sources>,
-    /// Assigned to columns that cannot be told apart.
-    any: Sources,
+struct Assigned {
+    sources: Sources,
 }
 
-impl<'t> Assigned<'t> {
-    fn column(&mut self, name: &'t str, sources: Sources) {
-        self.by_column.entry(name).or_default().extend(sources);
+impl Assigned {
+    fn add(&mut self, sources: Sources) {
+        self.sources.extend(sources);
     }
 
-    /// `RETURNING` shows the new values: a returned column of the target
-    /// also carries what was assigned to it (and, since assignments may read
-    /// other assigned values through `excluded`, to a fixed point).
-    fn expand(&self, outs: &mut [Out<'t>], targets: &[Relation]) {
-        if self.by_column.is_empty() && self.any.is_empty() {
+    /// Adds the written sources to every output that shows the target.
+    fn expand(&self, outs: &mut [Out<'_>], targets: &[Relation]) {
+        if self.sources.is_empty() {
             return;
         }
         for out in outs {
-            loop {
-                let mut add = Sources::new();
-                for source in &out.sources {
-                    if source
-                        .relation
-                        .as_ref()
-                        .is_some_and(|r| !targets.contains(r))
-                    {
-                        continue;
-                    }
-                    add.extend(self.any.iter().cloned());
-                    match &source.column {
-                        None => {
-                            for sources in self.by_column.values() {
-                                add.extend(sources.iter().cloned());
-                            }
-                        }
-                        Some(column) => {
-                            if let Some(sources) = self.by_column.get(column.as_str()) {
-                                add.extend(sources.iter().cloned());
-                            }
-                        }
-                    }
-                }
-                let before = out.sources.len();
-                out.sources.extend(add);
-                if out.sources.len() == before {
-                    break;
-                }
+            let shows_target = out
+                .sources
+                .iter()
+                .any(|s| s.relation.as_ref().is_none_or(|r| targets.contains(r)));
+            if shows_target {
+                out.sources.extend(self.sources.iter().cloned());
             }
         }
     }
@@ -318,19 +294,37 @@ impl<'t> Evaluator<'t, '_> {
 
     fn target(&mut self, t: &'t ResTarget) -> Out<'t> {
         let val = t.val.as_deref();
-        if let Some(NodeEnum::ColumnRef(c)) = val.and_then(inner) {
-            let (parts, star) = column_fields(&c.fields);
-            if star {
-                let mut sources = Sources::new();
-                self.star(&parts, &mut sources);
+        let mut sources = Sources::new();
+        match val.and_then(inner) {
+            Some(NodeEnum::ColumnRef(c)) => {
+                let (parts, star) = column_fields(&c.fields);
+                if star {
+                    self.star(&parts, &mut sources);
+                    return Out {
+                        name: Name::Unknown,
+                        star: true,
+                        sources,
+                    };
+                }
+            }
+            // `(composite).*` expands to the composite's fields.
+            Some(NodeEnum::AIndirection(a))
+                if matches!(
+                    a.indirection.last().and_then(inner),
+                    Some(NodeEnum::AStar(_))
+                ) =>
+            {
+                if let Some(val) = val {
+                    self.expr(val, &mut sources);
+                }
                 return Out {
                     name: Name::Unknown,
                     star: true,
                     sources,
                 };
             }
+            _ => {}
         }
-        let mut sources = Sources::new();
         if let Some(val) = val {
             self.expr(val, &mut sources);
         }
@@ -425,6 +419,15 @@ impl<'t> Evaluator<'t, '_> {
         let outputs = self.rows_of(cte.ctequery.as_deref());
         let mut derived = Derived { outputs };
         derived.rename(&cte.aliascolnames);
+        if cte.search_clause.is_some() || cte.cycle_clause.is_some() {
+            // The added sequence and cycle-path columns carry the rows.
+            let all = derived.all();
+            derived.outputs.push(Out {
+                name: Name::Unknown,
+                star: false,
+                sources: all,
+            });
+        }
         derived
     }
 
@@ -442,7 +445,9 @@ impl<'t> Evaluator<'t, '_> {
                 if let Some(hit) = self.groups.get_mut(group) {
                     *hit = true;
                 }
-                Some(Rc::new(Derived::default()))
+                // Its columns are not known yet: whatever they carry, the
+                // whole list's sources stand in for them afterwards.
+                Some(Rc::new(Derived::opaque(Sources::new())))
             }
         }
     }
@@ -596,7 +601,7 @@ impl<'t> Evaluator<'t, '_> {
         &mut self,
         clause: Option<&'t ReturningClause>,
         targets: &[Relation],
-        assigned: &Assigned<'t>,
+        assigned: &Assigned,
     ) -> Vec<Out<'t>> {
         let Some(clause) = clause else {
             return Vec::new();
@@ -612,24 +617,8 @@ impl<'t> Evaluator<'t, '_> {
         }
         self.push_level(s.with_clause.as_ref());
         let mut assigned = Assigned::default();
-        let rows = self.rows_of(s.select_stmt.as_deref());
-        let columns: Vec<&'t str> = s
-            .cols
-            .iter()
-            .filter_map(inner)
-            .filter_map(|n| match n {
-                NodeEnum::ResTarget(t) => Some(t.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        if !columns.is_empty() && columns.len() == rows.len() && rows.iter().all(|o| !o.star) {
-            for (column, out) in columns.iter().zip(rows) {
-                assigned.column(column, out.sources);
-            }
-        } else {
-            for out in rows {
-                assigned.any.extend(out.sources);
-            }
+        for out in self.rows_of(s.select_stmt.as_deref()) {
+            assigned.add(out.sources);
         }
         let mut targets = Vec::new();
         if let Some(r) = &s.relation {
@@ -699,29 +688,10 @@ impl<'t> Evaluator<'t, '_> {
             match w.command_type() {
                 CmdType::CmdUpdate => self.set_list(&w.target_list, &mut assigned),
                 CmdType::CmdInsert => {
-                    let mut values = Vec::with_capacity(w.values.len());
                     for v in &w.values {
                         let mut sources = Sources::new();
                         self.expr(v, &mut sources);
-                        values.push(sources);
-                    }
-                    let columns: Vec<&'t str> = w
-                        .target_list
-                        .iter()
-                        .filter_map(inner)
-                        .filter_map(|n| match n {
-                            NodeEnum::ResTarget(t) => Some(t.name.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    if !columns.is_empty() && columns.len() == values.len() {
-                        for (column, sources) in columns.into_iter().zip(values) {
-                            assigned.column(column, sources);
-                        }
-                    } else {
-                        for sources in values {
-                            assigned.any.extend(sources);
-                        }
+                        assigned.add(sources);
                     }
                 }
                 _ => {}
@@ -733,7 +703,7 @@ impl<'t> Evaluator<'t, '_> {
     }
 
     /// `SET a = expr, (b, c) = (…)`.
-    fn set_list(&mut self, targets: &'t [Node], assigned: &mut Assigned<'t>) {
+    fn set_list(&mut self, targets: &'t [Node], assigned: &mut Assigned) {
         for target in targets.iter().filter_map(inner) {
             let NodeEnum::ResTarget(t) = target else {
                 continue;
@@ -752,7 +722,7 @@ impl<'t> Evaluator<'t, '_> {
                 }
                 None => {}
             }
-            assigned.column(t.name.as_str(), sources);
+            assigned.add(sources);
         }
     }
 
@@ -895,7 +865,8 @@ impl<'t> Evaluator<'t, '_> {
                 match self.binding(first) {
                     Some(item) => out.extend(item.column(second)),
                     // `composite.field`
-                    None => self.unqualified(first, out),
+                    None if rest.is_empty() => self.unqualified(first, out),
+                    None => {}
                 }
                 if let Some(third) = rest.first() {
                     // `schema.table.column`
@@ -1031,7 +1002,8 @@ fn figure_name(node: &Node) -> (Name<'_>, u8) {
             Some(name) => (Name::Known(name.into()), 2),
             None => (Name::Unknown, 0),
         },
-        Some(NodeEnum::AIndirection(a)) => match a.indirection.last().and_then(sval) {
+        // The last field name, past subscripts and `*`.
+        Some(NodeEnum::AIndirection(a)) => match a.indirection.iter().rev().find_map(sval) {
             Some(name) => (Name::Known(name.into()), 2),
             None => a.arg.as_deref().map_or((Name::Unknown, 0), figure_name),
         },

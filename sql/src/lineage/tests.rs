@@ -405,12 +405,19 @@ fn returning_lists() {
         sources("INSERT INTO customers (id, ssn) VALUES (1, '123') RETURNING id, ssn"),
         [vec!["public.customers.id"], vec!["public.customers.ssn"]]
     );
-    // The new values' sources count.
+    // The written values' sources count, for every column of the target
+    // (generated columns and triggers can move values between columns),
+    // not for other values.
     assert_eq!(
-        sources("UPDATE customers SET nickname = ssn WHERE id = 1 RETURNING nickname, id"),
+        sources(
+            "UPDATE customers SET nickname = ssn WHERE id = 1 \
+             RETURNING nickname, id, 1, now()"
+        ),
         [
             vec!["public.customers.nickname", "public.customers.ssn"],
-            vec!["public.customers.id"]
+            vec!["public.customers.id", "public.customers.ssn"],
+            vec![],
+            vec![]
         ]
     );
     assert_eq!(
@@ -446,7 +453,11 @@ fn returning_lists() {
             "INSERT INTO archive (id, s) SELECT id, ssn FROM customers \
              ON CONFLICT (id) DO UPDATE SET s = excluded.s RETURNING s"
         ),
-        [vec!["public.archive.s", "public.customers.ssn"]]
+        [vec![
+            "public.archive.s",
+            "public.customers.id",
+            "public.customers.ssn"
+        ]]
     );
     assert_eq!(
         sources("INSERT INTO archive SELECT * FROM customers RETURNING id"),
@@ -459,7 +470,14 @@ fn returning_lists() {
              WHEN NOT MATCHED THEN INSERT (id, s) VALUES (c.id, c.ssn) \
              RETURNING a.s, merge_action()"
         ),
-        [vec!["public.archive.s", "public.customers.ssn"], vec![]]
+        [
+            vec![
+                "public.archive.s",
+                "public.customers.id",
+                "public.customers.ssn"
+            ],
+            vec![]
+        ]
     );
     assert_eq!(
         sources("UPDATE customers SET nickname = ssn RETURNING old.nickname, new.nickname"),
@@ -536,4 +554,66 @@ fn lineage_serialises() {
     let json = serde_json::to_string(&lineage).unwrap();
     let back: Lineage = serde_json::from_str(&json).unwrap();
     assert_eq!(back, lineage);
+}
+
+#[test]
+fn composite_stars_and_indirection() {
+    assert_eq!(
+        cols("SELECT (c.addr).* FROM customers c"),
+        [(true, vec!["public.customers.addr".to_owned()])]
+    );
+    assert_eq!(
+        sources("SELECT (c).tags[1], public.customers.ssn FROM customers c"),
+        [
+            vec![
+                "public.customers.*".to_owned(),
+                "public.customers.c".to_owned()
+            ],
+            vec!["public.customers.ssn".to_owned()]
+        ]
+    );
+    // A subquery column named through subscripts, as PostgreSQL names it.
+    assert_eq!(
+        one("SELECT s.tags FROM (SELECT (c.data).tags[1], id FROM customers c) s"),
+        ["public.customers.data"]
+    );
+}
+
+#[test]
+fn non_lateral_subqueries_do_not_see_their_siblings() {
+    // `x` is not a column of `s` (a sibling); it comes from outside.
+    assert_eq!(
+        one(
+            "SELECT (SELECT t.x FROM (SELECT ssn AS x FROM customers) s, \
+             (SELECT x) t) FROM orders"
+        ),
+        ["public.orders.x"]
+    );
+}
+
+#[test]
+fn deep_nesting_stays_within_the_stack() {
+    // The deepest nesting the parser hands over, and then some deep
+    // expressions: the recursion is bounded by pg_query's own limit.
+    let nested = |n: usize, wrap: &dyn Fn(&str) -> String| {
+        let mut sql = "ssn".to_owned();
+        for _ in 0..n {
+            sql = wrap(&sql);
+        }
+        format!("SELECT {sql} FROM customers")
+    };
+    let wraps: [&dyn Fn(&str) -> String; 3] = [
+        &|s| format!("(SELECT upper({s}) FROM customers)"),
+        &|s| format!("coalesce({s}, '')"),
+        &|s| format!("({s} || 'x')"),
+    ];
+    for wrap in wraps {
+        let deepest = (1..200)
+            .take_while(|n| analyze(&nested(*n, wrap), &[]).is_ok())
+            .last()
+            .unwrap();
+        assert!(deepest > 5, "{deepest}");
+        let s = one(&nested(deepest, wrap));
+        assert!(s.contains(&"public.customers.ssn".to_owned()), "{s:?}");
+    }
 }
