@@ -23,6 +23,7 @@ pub mod enforce;
 pub mod error;
 pub mod frontend;
 pub mod listener;
+pub mod masking;
 pub mod metrics;
 pub mod net;
 pub mod pdp;
