@@ -568,35 +568,31 @@ impl<'t> Evaluator<'t, '_> {
                 _ => Item::Derived(cte),
             };
         }
-        Item::Base(self.path.relations(r).into())
+        let relations = self.path.relations(r).into();
+        match &r.alias {
+            Some(a) if !a.colnames.is_empty() => {
+                Item::Renamed(relations, a.colnames.iter().filter_map(sval).collect())
+            }
+            _ => Item::Base(relations),
+        }
     }
 
     // ---- data-modifying statements ---------------------------------------
 
-    /// Binds the target of a data-modifying statement, and `old`/`new` (and
-    /// their `RETURNING WITH (OLD AS o, NEW AS n)` names) for `RETURNING`.
-    fn bind_target(
-        &mut self,
-        r: &'t RangeVar,
-        returning: Option<&'t ReturningClause>,
-    ) -> Vec<Relation> {
+    /// Binds the target of a data-modifying statement.
+    fn bind_target(&mut self, r: &'t RangeVar) -> Vec<Relation> {
         let relations = self.path.relations(r);
-        let item = Item::Base(relations.clone().into());
-        self.bind(range_var_name(r), item.clone(), false);
-        self.bind("old", item.clone(), true);
-        self.bind("new", item.clone(), true);
-        for option in returning
-            .iter()
-            .flat_map(|c| c.options.iter())
-            .filter_map(inner)
-        {
-            if let NodeEnum::ReturningOption(o) = option {
-                self.bind(o.value.as_str(), item.clone(), true);
-            }
-        }
+        self.bind(
+            range_var_name(r),
+            Item::Base(relations.clone().into()),
+            false,
+        );
         relations
     }
 
+    /// The `RETURNING` list, where `old` and `new` (or the names `RETURNING
+    /// WITH (OLD AS o, NEW AS n)` gives them) name the target too, after
+    /// every FROM item (a FROM item called `new` wins).
     fn returning(
         &mut self,
         clause: Option<&'t ReturningClause>,
@@ -606,6 +602,14 @@ impl<'t> Evaluator<'t, '_> {
         let Some(clause) = clause else {
             return Vec::new();
         };
+        let item = Item::Base(targets.to_vec().into());
+        self.bind("old", item.clone(), true);
+        self.bind("new", item.clone(), true);
+        for option in clause.options.iter().filter_map(inner) {
+            if let NodeEnum::ReturningOption(o) = option {
+                self.bind(o.value.as_str(), item.clone(), true);
+            }
+        }
         let mut outs = self.target_list(&clause.exprs);
         assigned.expand(&mut outs, targets);
         outs
@@ -622,7 +626,7 @@ impl<'t> Evaluator<'t, '_> {
         }
         let mut targets = Vec::new();
         if let Some(r) = &s.relation {
-            targets = self.bind_target(r, s.returning_clause.as_ref());
+            targets = self.bind_target(r);
             let item = Item::Base(targets.clone().into());
             self.bind("excluded", item, true);
         }
@@ -642,7 +646,7 @@ impl<'t> Evaluator<'t, '_> {
         }
         self.push_level(s.with_clause.as_ref());
         let targets = match &s.relation {
-            Some(r) => self.bind_target(r, s.returning_clause.as_ref()),
+            Some(r) => self.bind_target(r),
             None => Vec::new(),
         };
         self.bind_from(&s.from_clause);
@@ -659,7 +663,7 @@ impl<'t> Evaluator<'t, '_> {
         }
         self.push_level(s.with_clause.as_ref());
         let targets = match &s.relation {
-            Some(r) => self.bind_target(r, s.returning_clause.as_ref()),
+            Some(r) => self.bind_target(r),
             None => Vec::new(),
         };
         self.bind_from(&s.using_clause);
@@ -674,7 +678,7 @@ impl<'t> Evaluator<'t, '_> {
         }
         self.push_level(s.with_clause.as_ref());
         let targets = match &s.relation {
-            Some(r) => self.bind_target(r, s.returning_clause.as_ref()),
+            Some(r) => self.bind_target(r),
             None => Vec::new(),
         };
         if let Some(source) = s.source_relation.as_deref() {

@@ -134,6 +134,9 @@ impl<'t> Derived<'t> {
 pub(super) enum Item<'t> {
     /// A table or view: its candidate relations.
     Base(Rc<[Relation]>),
+    /// A table or view with column aliases (`FROM t AS x(a, b)`): the
+    /// aliased names stand for columns whose real names are unknown here.
+    Renamed(Rc<[Relation]>, Rc<[&'t str]>),
     /// A subquery, CTE reference or function.
     Derived(Rc<Derived<'t>>),
     /// An aliased join: the items it joins.
@@ -144,7 +147,7 @@ impl<'t> Item<'t> {
     /// Every column (the whole row).
     pub(super) fn all(&self) -> Sources {
         match self {
-            Item::Base(relations) => relations
+            Item::Base(relations) | Item::Renamed(relations, _) => relations
                 .iter()
                 .cloned()
                 .map(SourceColumn::whole_row)
@@ -163,6 +166,8 @@ impl<'t> Item<'t> {
     pub(super) fn has(&self, column: &str) -> Has {
         match self {
             Item::Base(_) => Has::Maybe,
+            Item::Renamed(_, names) if names.contains(&column) => Has::Yes,
+            Item::Renamed(..) => Has::Maybe,
             Item::Derived(d) => d.has(column),
             Item::Join(members) => members
                 .iter()
@@ -176,6 +181,15 @@ impl<'t> Item<'t> {
     pub(super) fn column(&self, column: &str) -> Sources {
         match self {
             Item::Base(relations) => relations
+                .iter()
+                .map(|r| SourceColumn::new(r.clone(), column))
+                .collect(),
+            Item::Renamed(relations, names) if names.contains(&column) => relations
+                .iter()
+                .cloned()
+                .map(SourceColumn::whole_row)
+                .collect(),
+            Item::Renamed(relations, _) => relations
                 .iter()
                 .map(|r| SourceColumn::new(r.clone(), column))
                 .collect(),

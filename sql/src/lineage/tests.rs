@@ -617,3 +617,30 @@ fn deep_nesting_stays_within_the_stack() {
         assert!(s.contains(&"public.customers.ssn".to_owned()), "{s:?}");
     }
 }
+
+#[test]
+fn column_aliases_of_tables_hide_the_real_names() {
+    // `x` is the first column of customers, whatever it is called.
+    assert_eq!(
+        sources("SELECT x, c.y, ssn FROM customers AS c(x, y)"),
+        [
+            vec!["public.customers.*"],
+            vec!["public.customers.*"],
+            vec!["public.customers.ssn"]
+        ]
+    );
+}
+
+#[test]
+fn from_items_called_new_win_over_the_returning_alias() {
+    assert_eq!(
+        sources(
+            "UPDATE customers SET a = new.ssn FROM secrets AS new WHERE new.id = 1 RETURNING a"
+        ),
+        [vec!["?.a", "public.secrets.ssn"]]
+    );
+    assert_eq!(
+        sources("DELETE FROM customers RETURNING WITH (OLD AS o) o.ssn"),
+        [vec!["public.customers.ssn"]]
+    );
+}
