@@ -28,6 +28,53 @@ pub struct AgentConfig {
     /// This agent's name in audit events and logs. Default: the host name.
     #[serde(default)]
     pub agent_id: Option<String>,
+    /// Inline masking of result columns.
+    #[serde(default)]
+    pub masking: MaskingSettings,
+}
+
+/// How the agent masks result columns that policy keeps from a principal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingSettings {
+    /// Key of the `hash` method, read from this file (at least 32 bytes).
+    /// Agents sharing it produce the same hashes, so masked values stay
+    /// joinable across agents. Default: a random key per agent start.
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
+    /// Extra content detectors: name and regular expression. Values of
+    /// computed columns whose origin cannot be traced are masked where one
+    /// of these (or a built-in detector) matches.
+    #[serde(default)]
+    pub patterns: Vec<PatternConfig>,
+    /// Where masked columns are in a target's catalog is reloaded after
+    /// this (and whenever DDL passes through). Default 60s.
+    #[serde(default = "default_catalog_max_age", with = "humantime_serde")]
+    pub catalog_max_age: Duration,
+}
+
+impl Default for MaskingSettings {
+    fn default() -> Self {
+        Self {
+            hash_key_file: None,
+            patterns: Vec::new(),
+            catalog_max_age: default_catalog_max_age(),
+        }
+    }
+}
+
+fn default_catalog_max_age() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A configured content detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternConfig {
+    /// Its name, shown in the masked value (`[masked:<name>]`).
+    pub name: String,
+    /// The regular expression.
+    pub regex: String,
 }
 
 /// What the agent records, and where it spools it before the PDP has it.
@@ -313,6 +360,9 @@ impl AgentConfig {
             if let Some(p) = t.admin.as_mut().and_then(|a| a.password_file.as_mut()) {
                 fix(p);
             }
+        }
+        if let Some(p) = self.masking.hash_key_file.as_mut() {
+            fix(p);
         }
     }
 

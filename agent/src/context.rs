@@ -36,6 +36,8 @@ pub struct AgentContext {
     /// Just-in-time credential minters, by target (targets with an admin
     /// connection).
     pub minters: Arc<std::collections::HashMap<String, crate::credentials::Minter>>,
+    /// Result masking: hash key, detectors, each target's catalog.
+    pub masking: Arc<crate::masking::Masking>,
 }
 
 /// Most events of one session spooled in one go.

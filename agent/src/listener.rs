@@ -36,6 +36,9 @@ pub enum StartError {
     /// The audit spool could not be opened.
     #[error("audit spool: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// Masking could not be set up.
+    #[error("{0}")]
+    Masking(#[from] crate::masking::MaskingSetupError),
     /// A target's admin connection failed.
     #[error("target `{target}`: {message}")]
     Admin {
@@ -128,7 +131,9 @@ impl AgentContext {
             .map_err(|e| admin_error(e.to_string()))?;
             minters.insert(name.clone(), minter);
         }
+        let masking = Arc::new(crate::masking::Masking::from_config(&config)?);
         Ok(Self {
+            masking,
             minters: Arc::new(minters),
             pdp,
             redact_literals: config.audit.redact_literals,

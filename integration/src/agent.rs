@@ -95,6 +95,7 @@ pub fn agent_config(
             disabled: false,
         },
         agent_id: Some(agent.name.clone()),
+        masking: Default::default(),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Refusal {
     pub policies: Vec<String>,
     /// Whether policy asked for a review (rather than refusing outright).
     pub held: bool,
+    /// For a held statement: the columns to mask once it is approved.
+    pub masks: Arc<Vec<crate::pdp::Mask>>,
 }
 
 impl Refusal {
@@ -45,6 +47,7 @@ impl Refusal {
             detail,
             policies: Vec::new(),
             held: false,
+            masks: Arc::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Note {
     pub cached: bool,
     /// The approval that released it, for a held statement a reviewer approved.
     pub approval_id: Option<String>,
+    /// Columns policy masks for this principal (sorted; empty: none).
+    pub masks: Arc<Vec<crate::pdp::Mask>>,
 }
 
 /// What to do with a query string or a Parse.
@@ -341,6 +346,7 @@ impl Enforcer {
                 policies: d.policies.clone(),
                 cached,
                 approval_id: None,
+                masks: d.masks.clone(),
             });
         }
         Ok(notes)
@@ -371,5 +377,6 @@ fn refusal(d: &Decision, what: &str) -> Refusal {
         detail,
         policies: d.policies.clone(),
         held: d.effect == Effect::RequireApproval,
+        masks: d.masks.clone(),
     }
 }

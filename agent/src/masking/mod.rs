@@ -41,14 +41,18 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod catalog;
+mod context;
 pub mod copy;
 pub mod detect;
 pub mod method;
+pub mod plan;
 pub mod rewrite;
 
 #[cfg(test)]
 mod tests;
 
+pub use context::{Masking, MaskingSetupError};
 pub use copy::CopyText;
 pub use detect::{DetectorError, Detectors};
 pub use method::{HashKey, KeyError, MaskMethod, UnknownMethod};

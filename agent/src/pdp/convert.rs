@@ -1,5 +1,6 @@
 //! The PDP's answers as the agent's domain types (protobuf stays here).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_proto::v1 as pb;
@@ -17,33 +18,8 @@ pub enum Effect {
     RequireApproval,
 }
 
-/// How to mask a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaskMethod {
-    /// A fixed marker.
-    Redact,
-    /// Last four characters.
-    Last4,
-    /// E-mail domain.
-    Email,
-    /// Keyed hash.
-    Hash,
-    /// NULL.
-    Null,
-}
-
-/// A column to mask in results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mask {
-    /// Schema of the table.
-    pub schema: String,
-    /// The table.
-    pub table: String,
-    /// The column.
-    pub column: String,
-    /// How.
-    pub method: MaskMethod,
-}
+pub use crate::masking::MaskMethod;
+pub use crate::masking::catalog::MaskedColumn as Mask;
 
 /// One statement's decision.
 #[derive(Debug, Clone)]
@@ -56,8 +32,9 @@ pub struct Decision {
     pub reason: String,
     /// Reviewer groups (hold).
     pub reviewers: Vec<String>,
-    /// Masks for the results.
-    pub masks: Vec<Mask>,
+    /// Columns to mask in results, sorted (a catalog snapshot is cached
+    /// per set).
+    pub masks: Arc<Vec<Mask>>,
     /// How long the answer may be reused.
     pub ttl: Duration,
 }
@@ -71,7 +48,7 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
             return Err(PdpError::BadAnswer("a decision without effect".into()));
         }
     };
-    let masks = d
+    let mut masks: Vec<Mask> = d
         .masks
         .iter()
         .map(|m| {
@@ -93,6 +70,7 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
             }
         })
         .collect();
+    masks.sort();
     let ttl = d
         .cache_ttl
         .map(|t| {
@@ -107,7 +85,7 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
         policies: d.determining_policies,
         reason: d.reason,
         reviewers: d.reviewers,
-        masks,
+        masks: Arc::new(masks),
         ttl,
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use palisade_sql::Statement;
+use palisade_sql::{CopyDirection, CopyFormat, Statement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::codec::Decoder;
 
@@ -18,6 +18,7 @@ use super::shared::{Request, Shared};
 use crate::codec::{Bind, Close, Execute, FrameCodec, FrontendTag, Parse, Query, Target, write};
 use crate::enforce::{Enforcer, Note, Refusal, Verdict};
 use crate::error::sqlstate;
+use crate::masking::catalog::{Catalog, Snapshot};
 use crate::net::Stream;
 
 /// A statement prepared through the agent, as decided.
@@ -47,6 +48,9 @@ pub struct Forward {
     /// Holding statements for a reviewer (see [`super::hold`]); without it a
     /// held statement is refused.
     pub hold: Option<super::hold::Hold>,
+    /// The target's catalog, for masking results; without it a statement
+    /// whose results policy masks is refused.
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl Forward {
@@ -70,6 +74,7 @@ impl Forward {
             portals: HashMap::new(),
             skipping: false,
             hold: None,
+            catalog: None,
         }
     }
 
@@ -126,7 +131,17 @@ impl Forward {
                         };
                         match verdict {
                             Verdict::Forward(statements, notes) => {
-                                for (statement, note) in statements.iter().zip(notes) {
+                                let masking = match self.masking(&statements, &notes).await {
+                                    Ok(m) => m,
+                                    Err(r) => {
+                                        self.recorder.refused(&statements, &r, "simple", sql);
+                                        self.stand_in_query(&mut out, r);
+                                        continue;
+                                    }
+                                };
+                                for ((statement, note), masking) in
+                                    statements.iter().zip(notes).zip(masking)
+                                {
                                     self.shared.forwarded(
                                         Pending {
                                             statement: statement.clone(),
@@ -134,6 +149,8 @@ impl Forward {
                                             started: Instant::now(),
                                             protocol: "simple",
                                             columns: Vec::new(),
+                                            masking,
+                                            masked: Vec::new(),
                                         },
                                         Request::Current,
                                     );
@@ -246,6 +263,7 @@ impl Forward {
                     }
                     FrontendTag::Describe => {
                         if !self.skipping {
+                            self.shared.describing(false);
                             out.extend_from_slice(frame.raw());
                         }
                     }
@@ -257,17 +275,40 @@ impl Forward {
                             Ok(e) => e,
                             Err(e) => return End::ClientProtocol(e.to_string()),
                         };
-                        if let Some((statements, notes)) = self.portals.get(execute.portal)
-                            && let (Some(statement), Some(note)) =
-                                (statements.first(), notes.first())
+                        let portal = self
+                            .portals
+                            .get(execute.portal)
+                            .and_then(|(s, n)| Some((s.clone(), n.first()?.clone())));
+                        if let Some((statements, note)) = portal
+                            && let Some(statement) = statements.first()
                         {
+                            let masking = match self
+                                .masking(std::slice::from_ref(statement), std::slice::from_ref(&note))
+                                .await
+                            {
+                                Ok(mut m) => m.pop().flatten(),
+                                Err(r) => {
+                                    self.recorder.refused(&statements, &r, "extended", "");
+                                    self.stand_in_parse(&mut out, r);
+                                    continue;
+                                }
+                            };
+                            if masking.is_some() {
+                                // The rows' shape (and result formats) must be
+                                // known to mask them, whatever the client
+                                // described earlier: ask right before them.
+                                self.shared.describing(true);
+                                let _ = write::describe(&mut out, Target::Portal, execute.portal);
+                            }
                             self.shared.forwarded(
                                 Pending {
                                     statement: statement.clone(),
-                                    note: note.clone(),
+                                    note,
                                     started: Instant::now(),
                                     protocol: "extended",
                                     columns: Vec::new(),
+                                    masking,
+                                    masked: Vec::new(),
                                 },
                                 Request::Next,
                             );
@@ -324,6 +365,48 @@ impl Forward {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Where masked columns are, for each statement whose results policy
+    /// masks. A catalog that cannot be read refuses the statements (fail
+    /// closed), as does a binary `COPY` out, whose rows cannot be masked.
+    async fn masking(
+        &self,
+        statements: &[Statement],
+        notes: &[Note],
+    ) -> Result<Vec<Option<Arc<Snapshot>>>, Refusal> {
+        let mut out = Vec::with_capacity(notes.len());
+        for (statement, note) in statements.iter().zip(notes) {
+            if note.masks.is_empty() {
+                out.push(None);
+                continue;
+            }
+            if statement.copy.as_ref().is_some_and(|c| {
+                c.direction == CopyDirection::To && c.format == CopyFormat::Binary
+            }) {
+                return Err(Refusal::plain(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "palisade: statement refused: binary COPY cannot be masked; use the text or csv format".to_owned(),
+                    None,
+                ));
+            }
+            let Some(catalog) = &self.catalog else {
+                return Err(Refusal::plain(
+                    sqlstate::SYSTEM_ERROR,
+                    "palisade: statement refused: results need masking and the target has no catalog".to_owned(),
+                    None,
+                ));
+            };
+            let snapshot = catalog.snapshot(&note.masks).await.map_err(|e| {
+                Refusal::plain(
+                    sqlstate::SYSTEM_ERROR,
+                    format!("palisade: statement refused: its results need masking and {e}"),
+                    Some("the agent does not return results it cannot mask".to_owned()),
+                )
+            })?;
+            out.push(Some(snapshot));
+        }
+        Ok(out)
     }
 
     /// Fail closed: no statement runs while the audit spool is full.

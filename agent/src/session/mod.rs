@@ -301,9 +301,15 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         cancel.as_ref().map(|c| c.cancelled.clone()),
         recorder.clone(),
     ));
+    let catalog = ctx.masking.catalog(&target_name);
+    forward.catalog = catalog.clone();
+    let result_masking = relay::ResultMasking {
+        masking: ctx.masking.clone(),
+        catalog,
+    };
     let end = tokio::select! {
         end = forward.run(&mut client_rd, hello.read_buf, &mut upstream_wr) => end,
-        end = relay::run(&mut upstream_rd, upstream.read_buf, &mut client_wr, shared, recorder.clone(), inject_rx) => end,
+        end = relay::run(&mut upstream_rd, upstream.read_buf, &mut client_wr, shared, recorder.clone(), inject_rx, result_masking) => end,
     };
     say_goodbye(&end, &mut client_wr, &mut upstream_wr).await;
     drop(cancel);

@@ -32,6 +32,11 @@ pub struct Pending {
     pub protocol: &'static str,
     /// Result column names (from RowDescription).
     pub columns: Vec<String>,
+    /// Where the masked columns are, when policy masks anything for this
+    /// principal (`None`: results pass as they are).
+    pub masking: Option<std::sync::Arc<crate::masking::catalog::Snapshot>>,
+    /// Result columns that were masked, for the audit event.
+    pub masked: Vec<String>,
 }
 
 /// How a statement ended upstream.
@@ -115,7 +120,14 @@ impl Recorder {
             approval_id: p.note.approval_id.clone().unwrap_or_default(),
             rows: outcome.rows,
             command_tag: outcome.tag,
-            masked_columns: Vec::new(),
+            masked_columns: p
+                .masked
+                .iter()
+                .map(|c| pb::ColumnRef {
+                    relation: None,
+                    column: c.clone(),
+                })
+                .collect(),
             duration: Some(duration(p.started.elapsed())),
             error: outcome.error.unwrap_or_default(),
             sqlstate: outcome.sqlstate.unwrap_or_default(),

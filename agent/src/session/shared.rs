@@ -38,6 +38,10 @@ pub struct Shared {
 struct State {
     /// Refusals waiting for their stand-in's error, with their request.
     refusals: VecDeque<(u64, Refusal)>,
+    /// Describe messages sent upstream, waiting for their RowDescription or
+    /// NoData, with their request; `true` for those the agent added itself
+    /// (their answers are the agent's, not the client's).
+    describes: VecDeque<(u64, bool)>,
     /// Forwarded statements in protocol order, waiting for their outcome.
     pending: VecDeque<(u64, Pending)>,
     /// Requests sent upstream (Queries, Syncs, fastpath calls).
@@ -63,6 +67,7 @@ impl Shared {
             marker: format!("palisade_refused_{n:016x}"),
             state: Mutex::new(State {
                 refusals: VecDeque::new(),
+                describes: VecDeque::new(),
                 pending: VecDeque::new(),
                 sent: 0,
                 answered: 0,
@@ -110,6 +115,9 @@ impl Shared {
             while s.refusals.front().is_some_and(|(r, _)| *r <= answered) {
                 s.refusals.pop_front();
             }
+            while s.describes.front().is_some_and(|(r, _)| *r <= answered) {
+                s.describes.pop_front();
+            }
             let mut skipped = Vec::new();
             while s.pending.front().is_some_and(|(r, _)| *r <= answered) {
                 if let Some((_, p)) = s.pending.pop_front() {
@@ -138,19 +146,39 @@ impl Shared {
         s.pending.push_back((request, pending));
     }
 
-    /// Result columns of the statement at the front.
-    pub fn columns(&self, names: Vec<String>) {
-        if let Some((_, p)) = self.lock().pending.front_mut() {
-            p.columns = names;
+    /// A Describe was sent upstream (`injected`: by the agent itself, to
+    /// learn the shape of the rows an Execute is about to return).
+    pub fn describing(&self, injected: bool) {
+        let mut s = self.lock();
+        let request = s.request(Request::Next);
+        s.describes.push_back((request, injected));
+    }
+
+    /// A RowDescription or NoData arrived: whether it answers a Describe of
+    /// the request being answered, and if so whether the agent sent it.
+    pub fn described(&self) -> Option<bool> {
+        let mut s = self.lock();
+        let answering = s.answered + 1;
+        if s.describes.front().is_some_and(|(r, _)| *r == answering) {
+            s.describes.pop_front().map(|(_, injected)| injected)
+        } else {
+            None
         }
     }
 
-    /// The statement at the front finished.
-    pub fn finished(&self, outcome: Outcome, recorder: &Recorder) {
+    /// Runs `f` on the statement at the front (the one whose results are
+    /// arriving).
+    pub fn with_front<R>(&self, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
+        self.lock().pending.front_mut().map(|(_, p)| f(p))
+    }
+
+    /// The statement at the front finished; whether it was DDL.
+    pub fn finished(&self, outcome: Outcome, recorder: &Recorder) -> bool {
         let front = self.lock().pending.pop_front();
-        if let Some((_, p)) = front {
+        front.is_some_and(|(_, p)| {
             recorder.completed(&p, outcome);
-        }
+            p.statement.attributes.is_ddl
+        })
     }
 
     /// A request (Query, Sync, fastpath call) was sent upstream.

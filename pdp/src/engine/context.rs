@@ -46,6 +46,7 @@ pub fn statement_context(
     session: &RestrictedExpression,
     a: &Attributes,
     filtered_classifications: &[String],
+    copied_classifications: &[String],
 ) -> Result<Context, Box<ContextCreationError>> {
     let filtered_columns: Vec<String> = a
         .filtered_columns
@@ -81,6 +82,10 @@ pub fn statement_context(
         (
             "filtered_classifications",
             strings(filtered_classifications.iter().map(String::as_str)),
+        ),
+        (
+            "copied_classifications",
+            strings(copied_classifications.iter().map(String::as_str)),
         ),
     ]);
     Context::from_pairs([

@@ -202,7 +202,13 @@ impl Scope {
     pub fn decide_statement(&self, attributes: &Attributes) -> StatementVerdict {
         self.ensure_tables(attributes);
         let filtered = self.filtered_classifications(attributes);
-        let context = match context::statement_context(&self.session_record, attributes, &filtered)
+        let copied = self.copied_classifications(attributes);
+        let context = match context::statement_context(
+            &self.session_record,
+            attributes,
+            &filtered,
+            &copied,
+        )
         {
             Ok(c) => c,
             Err(e) => {
@@ -320,6 +326,30 @@ impl Scope {
                 }
             }
         }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Classifications of the classified columns of relations a statement
+    /// reads while it writes elsewhere or creates something (`INSERT …
+    /// SELECT`, `CREATE TABLE … AS`, `CREATE VIEW`): values that would leave
+    /// their column, and with it their masking.
+    fn copied_classifications(&self, attributes: &Attributes) -> Vec<String> {
+        if attributes.writes.is_empty() && !attributes.is_ddl {
+            return Vec::new();
+        }
+        let Some(target) = self.snapshot.target(&self.target) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = attributes
+            .reads
+            .iter()
+            .filter(|r| !attributes.writes.contains(r))
+            .filter_map(|r| target.classified.get(&(r.schema.clone(), r.name.clone())))
+            .flatten()
+            .map(|c| c.classification.clone())
+            .collect();
         out.sort();
         out.dedup();
         out
