@@ -796,12 +796,8 @@ impl<'t> Evaluator<'t, '_> {
             | NodeRef::Alias(_) => return,
             _ => {}
         }
-        let mut children: Vec<NodeRef<'t>> = Vec::new();
-        for_each_child(node, &mut |_, child| children.push(child));
         self.depth = self.depth.saturating_add(1);
-        for child in children {
-            self.expr_ref(child, out);
-        }
+        for_each_child(node, &mut |_, child| self.expr_ref(child, out));
         self.depth = self.depth.saturating_sub(1);
     }
 
@@ -811,6 +807,10 @@ impl<'t> Evaluator<'t, '_> {
         let Some(name) = f.funcname.last().and_then(sval) else {
             return;
         };
+        // Every such name has `_to_`; most calls are done here.
+        if !name.contains("_to_") {
+            return;
+        }
         match name.to_ascii_lowercase().as_str() {
             "table_to_xml" | "table_to_xml_and_xmlschema" => {
                 match f
