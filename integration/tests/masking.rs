@@ -49,7 +49,13 @@ async fn stack() -> (Stack, Tap) {
     })
     .await
     .unwrap();
-    stack.direct().await.unwrap().batch_execute(EXTRA).await.unwrap();
+    stack
+        .direct()
+        .await
+        .unwrap()
+        .batch_execute(EXTRA)
+        .await
+        .unwrap();
     let tap = Tap::start(stack.agent.addr).await.unwrap();
     (stack, tap)
 }
@@ -62,9 +68,10 @@ fn conninfo(tap: &Tap, token: &str) -> String {
 }
 
 async fn connect(tap: &Tap, token: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&conninfo(tap, token), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&conninfo(tap, token), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     client
 }
@@ -83,11 +90,9 @@ async fn simple_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Opti
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).map(str::to_owned))
-                    .collect(),
-            ),
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
             _ => None,
         })
         .collect()
@@ -138,7 +143,10 @@ async fn query_shapes_are_masked_in_text_and_binary() {
 
     // Extended protocol with binary results (tokio-postgres asks for binary).
     let row = ci
-        .query_one("SELECT id, ssn, email, upper(phone) FROM customers WHERE id = $1", &[&1i32])
+        .query_one(
+            "SELECT id, ssn, email, upper(phone) FROM customers WHERE id = $1",
+            &[&1i32],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
@@ -146,7 +154,10 @@ async fn query_shapes_are_masked_in_text_and_binary() {
     assert_eq!(row.get::<_, &str>(2), "***@example.com");
     assert_eq!(row.get::<_, &str>(3), "********");
     // A prepared statement executed again (no Describe from the client).
-    let stmt = ci.prepare("SELECT ssn, card_number FROM customers c JOIN payments p ON p.customer_id = c.id").await.unwrap();
+    let stmt = ci
+        .prepare("SELECT ssn, card_number FROM customers c JOIN payments p ON p.customer_id = c.id")
+        .await
+        .unwrap();
     for _ in 0..3 {
         let row = ci.query_one(&stmt, &[]).await.unwrap();
         assert_eq!(row.get::<_, &str>(0), "********");
@@ -178,7 +189,10 @@ async fn query_shapes_are_masked_in_text_and_binary() {
         let stream = ci.copy_out(sql).await.unwrap();
         let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
         let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
-        assert!(text.contains("Ada") || text.starts_with("1\t"), "{sql}: {text}");
+        assert!(
+            text.contains("Ada") || text.starts_with("1\t"),
+            "{sql}: {text}"
+        );
         assert!(text.contains("********"), "{sql}: {text}");
     }
     // Binary COPY cannot be masked: refused before it runs.
@@ -225,7 +239,10 @@ async fn query_shapes_are_masked_in_text_and_binary() {
     ] {
         let e = ci.simple_query(sql).await.unwrap_err();
         let db = e.as_db_error().unwrap();
-        assert!(db.message().contains("no-copying-masked-columns"), "{sql}: {db:?}");
+        assert!(
+            db.message().contains("no-copying-masked-columns"),
+            "{sql}: {db:?}"
+        );
     }
 
     assert_no_secrets(&tap);
@@ -237,7 +254,10 @@ async fn query_shapes_are_masked_in_text_and_binary() {
     let rows = simple_rows(&dba, "SELECT ssn, email FROM customers").await;
     assert_eq!(
         rows,
-        vec![vec![Some("123-45-6789".into()), Some("ada@example.com".into())]]
+        vec![vec![
+            Some("123-45-6789".into()),
+            Some("ada@example.com".into())
+        ]]
     );
     assert!(dba_tap.saw("123-45-6789"));
 }
@@ -253,9 +273,14 @@ SELECT upper(ssn) AS shout, card_number FROM customers, payments;
 SELECT * FROM customer_view2;
 \\copy customers TO STDOUT
 ";
-    let out = run_pg_program(stack.pg.bin_dir(), "psql", &["-X", "-d", &conninfo, "-f", "-"], script)
-        .await
-        .unwrap();
+    let out = run_pg_program(
+        stack.pg.bin_dir(),
+        "psql",
+        &["-X", "-d", &conninfo, "-f", "-"],
+        script,
+    )
+    .await
+    .unwrap();
     assert!(out.success, "{out:?}");
     assert!(out.stdout.contains("***@example.com"), "{out:?}");
     assert!(out.stdout.contains("************1111"), "{out:?}");
@@ -276,7 +301,11 @@ with psycopg.connect(sys.argv[1]) as conn:
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("'********', '***@example.com'"), "{stdout}");
     assert_no_secrets(&tap);
 }

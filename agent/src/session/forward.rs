@@ -283,7 +283,10 @@ impl Forward {
                             && let Some(statement) = statements.first()
                         {
                             let masking = match self
-                                .masking(std::slice::from_ref(statement), std::slice::from_ref(&note))
+                                .masking(
+                                    std::slice::from_ref(statement),
+                                    std::slice::from_ref(&note),
+                                )
                                 .await
                             {
                                 Ok(mut m) => m.pop().flatten(),
@@ -381,9 +384,11 @@ impl Forward {
                 out.push(None);
                 continue;
             }
-            if statement.copy.as_ref().is_some_and(|c| {
-                c.direction == CopyDirection::To && c.format == CopyFormat::Binary
-            }) {
+            if statement
+                .copy
+                .as_ref()
+                .is_some_and(|c| c.direction == CopyDirection::To && c.format == CopyFormat::Binary)
+            {
                 return Err(Refusal::plain(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
                     "palisade: statement refused: binary COPY cannot be masked; use the text or csv format".to_owned(),

@@ -138,7 +138,9 @@ pub async fn run(
                     if c.format != 0 && !matches!(current, Rows::Pass | Rows::Unplanned) {
                         // Refused before it ran (see `Forward::masking`);
                         // this is the last line of defence.
-                        return End::UpstreamProtocol("binary COPY rows cannot be masked".to_owned());
+                        return End::UpstreamProtocol(
+                            "binary COPY rows cannot be masked".to_owned(),
+                        );
                     }
                 }
                 Some(BackendTag::CopyDone) => current = Rows::Unplanned,
