@@ -254,7 +254,7 @@ fn split_eol(data: &[u8]) -> (&[u8], &[u8]) {
 /// line's end). In text format a backslash escapes the next byte, so an
 /// escaped delimiter (`\` and the delimiter) is data; in csv a delimiter
 /// inside quotes is data.
-fn field_end(line: &[u8], pos: usize, opts: &CopyText) -> Result<usize, RewriteError> {
+pub(super) fn field_end(line: &[u8], pos: usize, opts: &CopyText) -> Result<usize, RewriteError> {
     let mut i = pos;
     if !opts.csv {
         while let Some(&b) = line.get(i) {
@@ -311,7 +311,7 @@ fn count_fields(line: &[u8], opts: &CopyText) -> usize {
 
 /// The value of a raw field: the field itself when it has nothing to
 /// unescape, else its unescaped bytes in `buf`.
-fn decode<'a>(raw: &'a [u8], opts: &CopyText, buf: &'a mut Vec<u8>) -> &'a [u8] {
+pub(super) fn decode<'a>(raw: &'a [u8], opts: &CopyText, buf: &'a mut Vec<u8>) -> &'a [u8] {
     buf.clear();
     if opts.csv {
         if !raw.contains(&opts.quote) {
@@ -418,7 +418,7 @@ fn decode_csv(raw: &[u8], opts: &CopyText, buf: &mut Vec<u8>) {
 }
 
 /// Appends a (non-NULL) value in the COPY's format.
-fn encode(value: &[u8], opts: &CopyText, single_column: bool, out: &mut BytesMut) {
+pub(super) fn encode(value: &[u8], opts: &CopyText, single_column: bool, out: &mut BytesMut) {
     if opts.csv {
         encode_csv(value, opts, single_column, out);
     } else {

@@ -187,6 +187,11 @@ impl Detectors {
         Ok(Self { regex, names, card })
     }
 
+    /// The built-in detectors alone.
+    pub fn builtin() -> Result<Self, DetectorError> {
+        Self::new::<&str, &str>(&[])
+    }
+
     /// Detector names in priority order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|n| &**n)
@@ -453,7 +458,7 @@ mod tests {
     use super::*;
 
     fn builtin() -> Detectors {
-        Detectors::new::<&str, &str>(&[]).unwrap()
+        Detectors::builtin().unwrap()
     }
 
     fn plain(d: &Detectors, s: &str) -> String {
