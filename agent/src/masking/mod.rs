@@ -33,6 +33,14 @@
 //! where a secret may be embedded in free text or JSON. It is best effort
 //! by nature, so it never replaces a policy mask.
 //!
+//! **What the plan must get right.** Types are judged by OID alone, so a
+//! domain over text must be given as its base type (or it is treated as an
+//! unknown type: masked to NULL, never scanned). Detection sees text, JSON
+//! string contents and JSON numbers; it does not look inside arrays or
+//! composite values, nor through JSON `\u` escapes that spell out a secret.
+//! Binary COPY is not handled (the caller refuses it when anything is
+//! masked), and COPY parsing assumes an ASCII-safe client encoding.
+//!
 //! Modules: [`method`](mod@method) holds the masking methods and the
 //! keyed hash; [`detect`](mod@detect) the detectors; [`rewrite`](mod@rewrite)
 //! the plans and the DataRow rewrite; [`copy`](mod@copy) the COPY text and
