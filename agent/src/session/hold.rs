@@ -118,6 +118,8 @@ impl Hold {
                 let mut note = Note::default();
                 note.policies.clone_from(&approval.policies);
                 note.approval_id = Some(approval.id.clone());
+                // The columns policy masks apply to the approved statement too.
+                note.masks = refusal.masks.clone();
                 let notes = statements.iter().map(|_| note.clone()).collect();
                 Ok(Verdict::Forward(statements, notes))
             }
@@ -219,7 +221,12 @@ impl Hold {
                         self.withdraw(session_id, &last, "the client disconnected").await;
                         return Err(End::ClientGone);
                     }
-                    // Pipelined messages wait in the buffer for the verdict.
+                    // Pipelined messages wait in the buffer for the
+                    // verdict; a Terminate among them is the client leaving.
+                    Ok(_) if terminates(buf) => {
+                        self.withdraw(session_id, &last, "the client disconnected").await;
+                        return Err(End::ClientTerminated);
+                    }
                     Ok(_) => {}
                 },
                 () = cancel => {
@@ -386,6 +393,23 @@ fn refusal(
     r
 }
 
+/// Whether the buffered client messages include a Terminate (walked frame by
+/// frame from the start of the buffer, which is at a message boundary).
+fn terminates(buf: &[u8]) -> bool {
+    let mut at = 0usize;
+    while let (Some(&tag), Some(len)) = (buf.get(at), buf.get(at + 1..at + 5)) {
+        if tag == b'X' {
+            return true;
+        }
+        let len = len.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        if len < 4 {
+            return false;
+        }
+        at += 1 + len;
+    }
+    false
+}
+
 fn state_name(s: pb::ApprovalState) -> &'static str {
     use pb::ApprovalState as S;
     match s {
@@ -432,6 +456,15 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminate_is_found_among_buffered_messages() {
+        let mut buf = vec![b'S', 0, 0, 0, 4];
+        assert!(!terminates(&buf));
+        buf.extend_from_slice(&[b'X', 0, 0, 0, 4]);
+        assert!(terminates(&buf));
+        assert!(!terminates(&[b'Q', 0, 0, 0, 9, b'X']));
+    }
 
     #[test]
     fn rfc3339_formats_utc() {
