@@ -16,16 +16,17 @@
 //! 1. `parse`: one call into PostgreSQL's parser (pg_query) per query
 //!    string; `ffi` recovers the error position pg_query's API drops.
 //! 2. `classify`: the kind and named objects of each statement, from its
-//!    top-level node, plus session effects (`SET`, transactions, `COPY`,
-//!    prepared statements).
+//!    top-level node, plus session effects (`SET`, transactions, `COPY` and
+//!    its format options, prepared statements).
 //! 3. `walk`: an iterative walk over every node of the statement, with
 //!    `walk/scope` for CTE names and aliases and the generated
 //!    `walk/children` table listing every child of every node type; unqualified
 //!    names resolve through `search_path` and `catalog`.
-//! 4. `lineage`: for statements that return rows, which base columns flow
-//!    into each result column ([`Lineage`]), so the agent can mask computed
-//!    columns derived from classified ones; `lineage/scope` holds the CTEs
-//!    and FROM items of each query level.
+//! 4. `lineage`: for statements that return rows only, one recursive pass
+//!    (bounded by the parser's nesting limit) finding which base columns
+//!    flow into each result column ([`Lineage`]), so the agent can mask
+//!    computed columns derived from classified ones; `lineage/scope` holds
+//!    the CTEs and FROM items of each query level.
 //! 5. `analyze`: the statement text, fingerprint and normalized text, and
 //!    the assembled [`Statement`].
 #![deny(missing_docs)]
