@@ -330,6 +330,7 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
     )
     .await;
     assert!(replay.contains("sandbox cleanup is fine"), "{replay}");
+    println!("{replay}");
 }
 
 #[tokio::test]
@@ -376,10 +377,41 @@ async fn the_extended_protocol_waits_too() {
 
 #[tokio::test]
 async fn a_denied_statement_never_reaches_the_database() {
-    let stack = Stack::start().await.unwrap();
+    // A webhook nobody listens on: its failure is logged and kept.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let stack = Stack::start_configured(
+        move |pdp, _| {
+            let mut hook = webhook(&dead, WebhookFormat::Json);
+            hook.attempts = 2;
+            pdp.approvals.webhooks = vec![hook];
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
     let (ci, mut notices) = ci_client(&stack).await;
     let waiting = tokio::spawn(async move { ci.simple_query(HELD).await });
     let (id, _) = held_notice(&mut notices).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let (ok, out) = palisade(
+            &stack.fixture,
+            &stack.pdp.url(),
+            &stack.dba_token().unwrap(),
+            &["approvals", "show", &id],
+        )
+        .await
+        .unwrap();
+        assert!(ok, "{out}");
+        if out.contains("notification failed: webhook http://127.0.0.1") {
+            assert!(out.contains("after 2 attempts"), "{out}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let reviewer = stack.fixture.token("carol", &["dba"]).unwrap();
     let (ok, out) = palisade(
         &stack.fixture,
@@ -416,6 +448,18 @@ async fn a_denied_statement_never_reaches_the_database() {
             .map_or(true, |log| !log.contains("DELETE FROM migrations_tmp")),
         "the database never saw the statement"
     );
+    // On the record: requested, denied by whom and why, the failed webhook.
+    let replay = replay_containing(
+        &stack,
+        &[
+            &format!("APPROVAL pending   {id}"),
+            &format!("APPROVAL denied    {id}  by https://dev.palisade.local|carol"),
+            "not during the freeze",
+            "(notification failed: webhook http://127.0.0.1",
+        ],
+    )
+    .await;
+    assert!(replay.contains(&format!("DENY  {HELD}")), "{replay}");
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ pub struct Hold {
 
 /// How a wait ended.
 enum Outcome {
-    Approved(pb::Approval),
+    Approved(Box<pb::Approval>),
     Refused(Refusal),
 }
 
@@ -266,7 +266,7 @@ impl Hold {
                     Ok(used) => {
                         self.recorder.emit(approval_event(&used, S::Consumed, ""));
                         info!(session = %session_id, approval = %a.id, reviewer = %a.decided_by, "approved statement released");
-                        Some(Outcome::Approved(used))
+                        Some(Outcome::Approved(Box::new(used)))
                     }
                     Err(e) => Some(Outcome::Refused(Refusal::plain(
                         sqlstate::INSUFFICIENT_PRIVILEGE,

@@ -172,7 +172,9 @@ mod tests {
     async fn one_decision_wins() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(EmbeddedApprovals::open(dir.path()).unwrap());
-        super::super::testkit::one_decision_wins(store).await.unwrap();
+        super::super::testkit::one_decision_wins(store)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
