@@ -194,6 +194,9 @@ async fn query_shapes_are_masked_in_text_and_binary() {
             "{sql}: {text}"
         );
         assert!(text.contains("********"), "{sql}: {text}");
+        if sql.contains("HEADER") {
+            assert!(text.starts_with("id,name,email,ssn,phone\n"), "{text}");
+        }
     }
     // Binary COPY cannot be masked: refused before it runs.
     let e = ci

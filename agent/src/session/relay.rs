@@ -39,8 +39,9 @@ enum Rows {
     Pass,
     /// Rows of a query.
     Mask(RowMasker),
-    /// Rows of a `COPY … TO STDOUT` (text or csv).
-    Copy(RowMasker, CopyText),
+    /// Rows of a `COPY … TO STDOUT` (text or csv); whether a header line
+    /// (column names, relayed as they are) is still to come.
+    Copy(RowMasker, CopyText, bool),
 }
 
 /// Runs until either side closes.
@@ -95,7 +96,11 @@ pub async fn run(
                     }
                 }
                 Some(BackendTag::CopyData) => {
-                    if let Rows::Copy(m, text) = &current {
+                    if let Rows::Copy(_, _, header) = &mut current
+                        && *header
+                    {
+                        *header = false;
+                    } else if let Rows::Copy(m, text, _) = &current {
                         if let Err(e) = m.copy_row(frame.body(), text, &mut out) {
                             return End::UpstreamProtocol(format!("cannot mask a copy row: {e}"));
                         }
@@ -130,8 +135,10 @@ pub async fn run(
                         let snapshot = p.masking.clone()?;
                         let plan = plan::for_copy(count, &snapshot, provenance(p));
                         p.masked = masked_names(&plan, p.columns.iter().map(String::as_str));
-                        let text = p.statement.copy.as_ref().map(copy_text).unwrap_or_default();
-                        Some((plan, text))
+                        let copy = p.statement.copy.as_ref();
+                        let text = copy.map(copy_text).unwrap_or_default();
+                        let header = copy.is_some_and(|c| c.header);
+                        Some((plan, (text, header)))
                     });
                     let (plan, text) = planned.flatten().unzip();
                     current = rows_for(plan, &masking, &mut masking_seen, text);
@@ -261,7 +268,7 @@ fn rows_for(
     plan: Option<Vec<ColumnPlan>>,
     masking: &ResultMasking,
     seen: &mut bool,
-    copy: Option<CopyText>,
+    copy: Option<(CopyText, bool)>,
 ) -> Rows {
     let Some(plan) = plan else {
         return Rows::Pass;
@@ -272,7 +279,7 @@ fn rows_for(
         return Rows::Pass;
     }
     match copy {
-        Some(text) => Rows::Copy(masker, text),
+        Some((text, header)) => Rows::Copy(masker, text, header),
         None => Rows::Mask(masker),
     }
 }
