@@ -535,6 +535,21 @@ async fn nobody_approves_their_own_request_or_one_outside_their_group() {
         assert!(!ok, "{who}: {out}");
         assert!(out.contains("may not review"), "{who}: {out}");
     }
+    // Outsiders do not even see it.
+    let mallory = stack.fixture.token("mallory", &["marketing"]).unwrap();
+    let (ok, out) = palisade(
+        &stack.fixture,
+        &url,
+        &mallory,
+        &["approvals", "list", "--all"],
+    )
+    .await
+    .unwrap();
+    assert!(ok && !out.contains(&id), "{out}");
+    let (ok, out) = palisade(&stack.fixture, &url, &mallory, &["approvals", "show", &id])
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
     // A forged or missing token is no reviewer at all.
     let (ok, out) = palisade(
         &stack.fixture,

@@ -113,6 +113,13 @@ impl ApprovalApi {
         Ok(a)
     }
 
+    /// Who sees an approval: its requester and whoever may review it.
+    fn visible(&self, caller: &Principal, approval: &pb::Approval) -> bool {
+        approval.requester.as_ref().map(|p| p.id.as_str()) == Some(caller.id.as_str())
+            || review::decide(&self.sessions.policies().current(), caller, approval).effect
+                == Effect::Allow
+    }
+
     async fn decide(
         &self,
         id: &str,
@@ -329,7 +336,7 @@ impl ApprovalService for ApprovalApi {
             states,
             reviewer_token,
         } = request.into_inner();
-        self.reviewer(&reviewer_token).await?;
+        let caller = self.reviewer(&reviewer_token).await?;
         let states: Vec<pb::ApprovalState> = states
             .into_iter()
             .filter_map(|s| pb::ApprovalState::try_from(s).ok())
@@ -346,6 +353,7 @@ impl ApprovalService for ApprovalApi {
             }
         }
         approvals.retain(|a| states.is_empty() || states.contains(&a.state()));
+        approvals.retain(|a| self.visible(&caller, a));
         Ok(Response::new(pb::ListApprovalsResponse { approvals }))
     }
 
@@ -357,8 +365,14 @@ impl ApprovalService for ApprovalApi {
             approval_id,
             reviewer_token,
         } = request.into_inner();
-        self.reviewer(&reviewer_token).await?;
+        let caller = self.reviewer(&reviewer_token).await?;
         let approval = self.current(&approval_id).await?;
+        if !self.visible(&caller, &approval) {
+            return Err(Status::permission_denied(format!(
+                "{} may neither review nor see approval {approval_id}",
+                caller.id
+            )));
+        }
         Ok(Response::new(pb::GetApprovalResponse {
             approval: Some(approval),
         }))
