@@ -111,3 +111,143 @@ pub fn state_name(state: pb::ApprovalState) -> &'static str {
         pb::ApprovalState::Consumed => "consumed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "tests fail on a broken assumption"
+    )]
+
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::{Effect, Principal};
+    use crate::policy::{SCHEMA_FILE, load_dir};
+
+    fn example_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    fn dir_with(policy: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            example_dir().join(SCHEMA_FILE),
+            dir.path().join(SCHEMA_FILE),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("p.cedar"), policy).unwrap();
+        dir
+    }
+
+    #[test]
+    fn approval_timeout_is_read_and_checked() {
+        let dir = dir_with(
+            "@id(\"held\")\n@approval(\"dba\")\n@approval_timeout(\"90s\")\nforbid(principal, action, resource);\n",
+        );
+        let snapshot = load_dir(dir.path()).unwrap();
+        let meta = snapshot.meta(&cedar_policy::PolicyId::new("held")).unwrap();
+        assert_eq!(meta.approval_timeout, Some(Duration::from_secs(90)));
+
+        for (bad, says) in [
+            (
+                "@approval(\"dba\")\n@approval_timeout(\"soon\")",
+                "not a duration",
+            ),
+            (
+                "@approval(\"dba\")\n@approval_timeout(\"0s\")",
+                "more than zero",
+            ),
+            ("@approval_timeout(\"5m\")", "beside @approval"),
+        ] {
+            let dir = dir_with(&format!(
+                "@id(\"x\")\n{bad}\nforbid(principal, action, resource);\n"
+            ));
+            let problems = load_dir(dir.path()).unwrap_err();
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            assert!(text.iter().any(|t| t.contains(says)), "{bad}: {text:?}");
+        }
+    }
+
+    fn person(name: &str, groups: &[&str]) -> Principal {
+        Principal {
+            id: format!("https://idp|{name}"),
+            issuer: "https://idp".to_owned(),
+            subject: name.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            claims: Default::default(),
+        }
+    }
+
+    #[test]
+    fn review_is_a_cedar_decision() {
+        let snapshot = load_dir(&example_dir()).unwrap();
+        let mut approval = testkit::sample(
+            "s",
+            "https://idp|ci",
+            "DELETE FROM t",
+            Duration::from_secs(60),
+        );
+        let dba = person("bob", &["dba"]);
+        let v = review::decide(&snapshot, &dba, &approval);
+        assert_eq!(v.effect, Effect::Allow, "{v:?}");
+        assert_eq!(v.policies, ["review-by-named-group"]);
+        let outsider = person("eve", &["marketing"]);
+        assert_eq!(
+            review::decide(&snapshot, &outsider, &approval).effect,
+            Effect::Deny
+        );
+        // The requester, even in the group, is refused by policy.
+        approval.requester = Some(pb::Principal {
+            id: dba.id.clone(),
+            ..Default::default()
+        });
+        let v = review::decide(&snapshot, &dba, &approval);
+        assert_eq!(v.effect, Effect::Deny);
+        assert_eq!(v.policies, ["no-self-approval"]);
+        assert!(v.reason.contains("nobody approves their own request"));
+    }
+
+    #[test]
+    fn webhook_payloads_carry_what_a_reviewer_needs() {
+        let mut approval = testkit::sample(
+            "s",
+            "https://idp|ci",
+            "DELETE FROM migrations_tmp.backfill",
+            Duration::from_secs(60),
+        );
+        if let Some(p) = approval.requester.as_mut() {
+            p.claims.insert("sha".to_owned(), "4f1d2c0ffee".to_owned());
+            p.claims
+                .insert("repository".to_owned(), "acme/app".to_owned());
+            p.claims.insert("run_id".to_owned(), "4242".to_owned());
+        }
+        approval.policy_reason = "needs a dba".to_owned();
+        let json = webhook::json_payload(&approval, Some("https://pdp:7443"));
+        assert_eq!(json["statement"], "DELETE FROM migrations_tmp.backfill");
+        assert_eq!(json["ci"]["sha"], "4f1d2c0ffee");
+        assert_eq!(json["ci"]["repository"], "acme/app");
+        assert_eq!(json["ci"]["run_id"], "4242");
+        assert_eq!(json["reviewers"][0], "dba");
+        assert_eq!(json["reason"], "needs a dba");
+        assert_eq!(
+            json["commands"]["approve"],
+            format!(
+                "palisade approvals approve {} --pdp https://pdp:7443",
+                approval.id
+            )
+        );
+        let slack = webhook::slack_payload(&approval, None).to_string();
+        for wanted in [
+            "DELETE FROM migrations_tmp.backfill",
+            "4f1d2c0ffee",
+            "acme/app",
+            "unbounded-write-needs-review",
+            "palisade approvals deny",
+        ] {
+            assert!(slack.contains(wanted), "{wanted}: {slack}");
+        }
+    }
+}
