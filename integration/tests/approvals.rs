@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use integration::agent::{RunningAgent, Stack, agent_config, seed_example};
 use integration::approvals::{WebhookSink, connect_with_notices, held_notice, palisade};
+use integration::clients::run_pg_program;
 use integration::ports::free_port;
 use integration::postgres::TestPostgres;
 use integration::raw::RawClient;
@@ -373,6 +374,52 @@ async fn the_extended_protocol_waits_too() {
     assert_eq!(sevens, 10);
     // The approval covered one execution; the connection goes on.
     ci.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn psql_shows_the_notice_and_gets_its_result() {
+    let stack = Stack::start().await.unwrap();
+    let conninfo = stack.agent.libpq_conninfo(&stack.ci_token().unwrap());
+    let pg_bin = stack.pg.bin_dir().to_owned();
+    let psql = tokio::spawn(async move {
+        run_pg_program(&pg_bin, "psql", &["-X", "-d", &conninfo, "-c", HELD], "").await
+    });
+    // The reviewer finds the pending approval and approves it.
+    let url = stack.pdp.url();
+    let bob = stack.fixture.token("bob", &["dba"]).unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let (ok, out) = palisade(&stack.fixture, &url, &bob, &["approvals", "list", "--json"])
+            .await
+            .unwrap();
+        assert!(ok, "{out}");
+        if let Some(line) = out.lines().next() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["statement"], HELD);
+            assert_eq!(v["state"], "pending");
+            break v["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (ok, out) = palisade(&stack.fixture, &url, &bob, &["approvals", "approve", &id])
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let out = psql.await.unwrap().unwrap();
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("DELETE 10"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "WARNING:  palisade: statement held for review: approval {id}"
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("HINT:  a reviewer runs"), "{out:?}");
+    assert_eq!(backfill_rows(&stack).await, 0);
 }
 
 #[tokio::test]
