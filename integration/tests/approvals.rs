@@ -541,6 +541,7 @@ async fn an_unreviewed_statement_expires() {
     assert!(message.contains(&id), "{message}");
     assert_eq!(backfill_rows(&stack).await, 10);
     assert_eq!(state_of(&stack, &stack.pdp.url(), &id).await, "expired");
+    replay_containing(&stack, &[&format!("APPROVAL expired   {id}")]).await;
     // A late approval changes nothing.
     let reviewer = stack.fixture.token("bob", &["dba"]).unwrap();
     let (ok, out) = palisade(
@@ -687,6 +688,17 @@ async fn a_client_that_leaves_or_cancels_withdraws_the_request() {
     assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e:?}");
     wait_for_state(&stack, &id, "withdrawn").await;
     ci.simple_query("SELECT 1").await.unwrap();
+    let replay = replay_containing(
+        &stack,
+        &[
+            &format!("APPROVAL withdrawn {id}"),
+            "the client cancelled the statement",
+        ],
+    )
+    .await;
+    assert!(replay.contains("canceling statement"), "{replay}");
+    // The disconnected client's session is on record too.
+    replay_containing(&stack, &["APPROVAL withdrawn", "the client disconnected"]).await;
     assert_eq!(backfill_rows(&stack).await, 10);
     // A withdrawn approval cannot be approved any more.
     let bob = stack.fixture.token("bob", &["dba"]).unwrap();
