@@ -45,6 +45,8 @@ const WARNING: &str = "01000";
 const DEADLINE_GRACE: Duration = Duration::from_secs(10);
 /// Re-watch attempts when the watch stream breaks.
 const REWATCH_ATTEMPTS: u32 = 5;
+/// Most client bytes buffered while a statement waits.
+const HELD_READ_CAP: usize = 8 << 20;
 
 /// A session's approval state, owned by its client-reading direction.
 pub struct Hold {
@@ -216,7 +218,9 @@ impl Hold {
                         stream = self.pdp.watch_approval(&approval.id).await.ok();
                     }
                 },
-                read = client.read_buf(buf) => match read {
+                // Bounded: past the cap the client is not read until the
+                // verdict (a pipelining client cannot fill the agent's memory).
+                read = client.read_buf(buf), if buf.len() < HELD_READ_CAP => match read {
                     Ok(0) | Err(_) => {
                         self.withdraw(session_id, &last, "the client disconnected").await;
                         return Err(End::ClientGone);
