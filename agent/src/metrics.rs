@@ -24,6 +24,7 @@ pub struct Metrics {
     decisions_remote: AtomicU64,
     pdp_errors: AtomicU64,
     upstream_errors: AtomicU64,
+    analyses_by_shape: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +36,10 @@ impl Metrics {
     /// A session ended.
     pub fn session_ended(&self) {
         self.sessions_active.fetch_sub(1, Relaxed);
+    }
+    /// A query string's analysis was reused from another of its shape.
+    pub fn analysis_by_shape(&self) {
+        self.analyses_by_shape.fetch_add(1, Relaxed);
     }
     /// A session was refused at connect.
     pub fn session_refused(&self) {
@@ -122,6 +127,11 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         };
+        metric(
+            "palisade_analyses_by_shape_total",
+            "Query strings whose analysis was reused from another differing only in literals.",
+            v(&self.analyses_by_shape),
+        );
         metric(
             "palisade_pdp_errors_total",
             "PDP calls that failed or timed out.",

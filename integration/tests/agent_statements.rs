@@ -180,3 +180,62 @@ async fn metrics_count_sessions_and_decisions() {
     );
     assert!(text.contains("palisade_decision_seconds_count"), "{text}");
 }
+
+/// Query strings that differ only in their literals (values sent inline)
+/// reuse one analysis, yet each is decided, run and audited as itself; a
+/// different statement never passes as a known shape.
+#[tokio::test]
+async fn literal_variants_reuse_one_analysis_and_keep_their_own_text() {
+    let stack = Stack::start().await.unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    for id in 1..=5 {
+        let rows = ci
+            .simple_query(&format!("SELECT total FROM orders WHERE id = {id};"))
+            .await
+            .unwrap();
+        assert_eq!(values(&rows), vec![(id * 10).to_string()]);
+    }
+    // Same text but for its keyword and table: a different shape, refused.
+    let e = ci
+        .simple_query("DELETE FROM orders WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    // A relation named by a literal is never taken from the shape cache.
+    ci.simple_query("SELECT currval('pg_catalog.pg_class')")
+        .await
+        .ok();
+    let metrics = stack.agent.ctx.metrics.render();
+    assert!(
+        metrics.contains("palisade_analyses_by_shape_total 4"),
+        "{metrics}"
+    );
+    drop(ci);
+
+    let store = stack.pdp.audit.clone();
+    let mut texts = Vec::new();
+    for _ in 0..100 {
+        let sessions = store
+            .list_sessions(&palisade_pdp::audit::SessionFilter::default())
+            .await
+            .unwrap();
+        if let Some(s) = sessions.iter().find(|s| !s.end_reason.is_empty()) {
+            texts = store
+                .session_events(&s.session_id, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| match e.event.event {
+                    Some(palisade_proto::v1::audit_event::Event::Statement(s)) => Some(s.text),
+                    _ => None,
+                })
+                .collect();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in 1..=5 {
+        let text = format!("SELECT total FROM orders WHERE id = {id}");
+        assert!(texts.contains(&text), "{text} in {texts:?}");
+    }
+}

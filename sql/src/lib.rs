@@ -41,12 +41,14 @@ mod lineage;
 mod names;
 mod parse;
 mod search_path;
+mod shape;
 mod statement;
 mod walk;
 
 pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use kind::{ParseKindError, StatementKind};
+pub use shape::{literal_shape, single_statement_text};
 pub use statement::{
     Attributes, ColumnRef, CopyDirection, CopyFormat, CopyInfo, Lineage, OutputColumn, Relation,
     SourceColumn, Statement, TransactionOp,

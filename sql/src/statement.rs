@@ -46,6 +46,42 @@ pub struct Statement {
     pub lineage: Option<Lineage>,
 }
 
+impl Statement {
+    /// Whether another query string with the same
+    /// [`literal_shape`](crate::literal_shape) may reuse this analysis (with
+    /// its own text): a plain query or DML statement whose analysis no
+    /// literal value entered. Functions that take a relation by name as a
+    /// string (`nextval('seq')`, `table_to_xml('t', …)`) make the literal
+    /// part of what the statement touches; session effects (`SET`,
+    /// `PREPARE`, transactions, `COPY`) carry values the agent follows.
+    pub fn shape_reusable(&self) -> bool {
+        matches!(
+            self.attributes.kind,
+            StatementKind::Select
+                | StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+        ) && self.sql_prepare.is_none()
+            && self.sql_execute.is_none()
+            && self.sql_deallocate.is_none()
+            && self.transaction.is_none()
+            && self.copy.is_none()
+            && self.sets_search_path.is_none()
+            && !self.attributes.functions.iter().any(|f| {
+                let name = f.rsplit('.').next().unwrap_or(f);
+                matches!(name, "nextval" | "setval" | "currval") || name.contains("_to_xml")
+            })
+    }
+
+    /// This analysis for another query string of the same shape.
+    pub fn with_text(&self, text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Exactly the attributes of a statement that policies decide on.
 ///
 /// Serialisable so decisions can be cached by it and audited with it.

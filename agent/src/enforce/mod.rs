@@ -110,6 +110,9 @@ pub struct Enforcer {
     session_id: String,
     search_path: Vec<String>,
     analyses: HashMap<String, Arc<Vec<Statement>>>,
+    /// Analyses by literal shape, for strings that differ only in literals
+    /// (values sent inline); see [`palisade_sql::literal_shape`].
+    shapes: HashMap<String, Arc<Vec<Statement>>>,
     decisions: DecisionCache,
     version: Arc<PolicyVersion>,
     metrics: Arc<Metrics>,
@@ -137,6 +140,7 @@ impl Enforcer {
             session_id,
             search_path: vec!["public".to_owned()],
             analyses: HashMap::new(),
+            shapes: HashMap::new(),
             decisions: DecisionCache::default(),
             version,
             metrics,
@@ -159,6 +163,15 @@ impl Enforcer {
         if let Some(a) = self.analyses.get(sql) {
             return Ok(a.clone());
         }
+        let shape = palisade_sql::literal_shape(sql);
+        if let Some(key) = &shape
+            && let Some(exemplar) = self.shapes.get(key)
+            && let [only] = exemplar.as_slice()
+            && let Some(text) = palisade_sql::single_statement_text(sql)
+        {
+            self.metrics.analysis_by_shape();
+            return Ok(Arc::new(vec![only.with_text(text)]));
+        }
         let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
         let statements = palisade_sql::analyze(sql, &path).map_err(|e| {
             Refusal::plain(
@@ -168,6 +181,18 @@ impl Enforcer {
             )
         })?;
         let statements = Arc::new(statements);
+        if let Some(key) = shape
+            && let [only] = statements.as_slice()
+            && only.shape_reusable()
+        {
+            if self.shapes.len() >= ANALYSIS_CACHE_ENTRIES {
+                self.shapes.clear();
+            }
+            self.shapes.insert(key, statements.clone());
+            // Strings of a reusable shape are found by their shape: keeping
+            // each text too would only churn the exact-text cache.
+            return Ok(statements);
+        }
         if self.analyses.len() >= ANALYSIS_CACHE_ENTRIES {
             self.analyses.clear();
         }
@@ -269,6 +294,7 @@ impl Enforcer {
                     .collect()
             };
             self.analyses.clear();
+            self.shapes.clear();
         }
     }
 

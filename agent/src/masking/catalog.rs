@@ -130,6 +130,15 @@ impl Snapshot {
             .or_insert(m.method);
     }
 
+    /// Marks a result-column origin as masked (tests and fuzz targets build
+    /// snapshots without a database).
+    #[cfg(any(test, feature = "fuzzing"))]
+    #[doc(hidden)]
+    pub fn with_origin(mut self, table_oid: Oid, attnum: i16, method: MaskMethod) -> Self {
+        self.by_origin.insert((table_oid, attnum), method);
+        self
+    }
+
     /// Whether the snapshot masks anything.
     pub fn is_empty(&self) -> bool {
         self.by_origin.is_empty() && self.by_name.is_empty()

@@ -174,3 +174,174 @@ pub fn for_copy(count: usize, snapshot: &Snapshot, provenance: Provenance<'_>) -
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use palisade_sql::analyze;
+
+    use super::*;
+    use crate::masking::MaskMethod;
+    use crate::masking::catalog::MaskedColumn;
+
+    const CUSTOMERS: u32 = 16_384;
+
+    fn snapshot() -> Snapshot {
+        let masked = |column: &str, method| MaskedColumn {
+            schema: "public".into(),
+            table: "customers".into(),
+            column: column.into(),
+            method,
+        };
+        Snapshot::from_names(&[
+            masked("ssn", MaskMethod::Redact),
+            masked("email", MaskMethod::Email),
+            masked("secret", MaskMethod::Null),
+        ])
+        .with_origin(CUSTOMERS, 3, MaskMethod::Email)
+        .with_origin(CUSTOMERS, 4, MaskMethod::Redact)
+    }
+
+    fn field(name: &str, table_oid: u32, column_attr: i16) -> FieldDescription<'_> {
+        FieldDescription {
+            name,
+            table_oid,
+            column_attr,
+            type_oid: 25,
+            type_size: -1,
+            type_modifier: -1,
+            format: 0,
+        }
+    }
+
+    fn actions(sql: &str, fields: &[FieldDescription<'_>]) -> Vec<ColumnAction> {
+        let statements = analyze(sql, &["public"]).unwrap();
+        let s = &statements[0];
+        for_rows(
+            fields,
+            &snapshot(),
+            Provenance {
+                lineage: s.lineage.as_ref(),
+                kind: s.attributes.kind,
+            },
+        )
+        .into_iter()
+        .map(|c| c.action)
+        .collect()
+    }
+
+    #[test]
+    fn origins_decide_plain_columns() {
+        let got = actions(
+            "SELECT id, email, ssn FROM customers",
+            &[
+                field("id", CUSTOMERS, 1),
+                field("email", CUSTOMERS, 3),
+                field("ssn", CUSTOMERS, 4),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                ColumnAction::Clear,
+                ColumnAction::Mask(MaskMethod::Email),
+                ColumnAction::Mask(MaskMethod::Redact)
+            ]
+        );
+    }
+
+    #[test]
+    fn computed_columns_follow_lineage_and_are_masked_whole() {
+        let got = actions(
+            "SELECT upper(email), id * 2, 'x' || name FROM customers",
+            &[
+                field("upper", 0, 0),
+                field("?column?", 0, 0),
+                field("?column?", 0, 0),
+            ],
+        );
+        // A partial mask of a derived value could reveal more than policy
+        // allows: derived values are redacted.
+        assert_eq!(
+            got,
+            [
+                ColumnAction::Mask(MaskMethod::Redact),
+                ColumnAction::Detect,
+                ColumnAction::Detect
+            ]
+        );
+    }
+
+    #[test]
+    fn stars_map_positions_from_both_ends() {
+        // `*` expands to the table's columns (origins known); the computed
+        // columns around it map by position.
+        let got = actions(
+            "SELECT upper(ssn), *, length(name) FROM customers",
+            &[
+                field("upper", 0, 0),
+                field("id", CUSTOMERS, 1),
+                field("ssn", CUSTOMERS, 4),
+                field("length", 0, 0),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                ColumnAction::Mask(MaskMethod::Redact),
+                ColumnAction::Clear,
+                ColumnAction::Mask(MaskMethod::Redact),
+                ColumnAction::Detect
+            ]
+        );
+    }
+
+    #[test]
+    fn null_survives_derivation() {
+        let got = actions(
+            "SELECT upper(secret) FROM customers",
+            &[field("upper", 0, 0)],
+        );
+        assert_eq!(got, [ColumnAction::Mask(MaskMethod::Null)]);
+    }
+
+    #[test]
+    fn unknown_lineage_redacts_computed_values_of_cursors() {
+        let got = actions(
+            "FETCH ALL FROM c",
+            &[field("upper", 0, 0), field("id", CUSTOMERS, 1)],
+        );
+        assert_eq!(
+            got,
+            [ColumnAction::Mask(MaskMethod::Redact), ColumnAction::Clear]
+        );
+        let got = actions(
+            "EXPLAIN SELECT ssn FROM customers",
+            &[field("QUERY PLAN", 0, 0)],
+        );
+        assert_eq!(got, [ColumnAction::Detect]);
+    }
+
+    #[test]
+    fn copy_of_a_table_keeps_each_column_method() {
+        let statements = analyze("COPY customers TO STDOUT", &["public"]).unwrap();
+        let s = &statements[0];
+        let plan = for_copy(
+            3,
+            &snapshot(),
+            Provenance {
+                lineage: s.lineage.as_ref(),
+                kind: s.attributes.kind,
+            },
+        );
+        let got: Vec<ColumnAction> = plan.into_iter().map(|c| c.action).collect();
+        // from_names knows ssn, email, secret in that order.
+        assert_eq!(
+            got,
+            [
+                ColumnAction::Mask(MaskMethod::Redact),
+                ColumnAction::Mask(MaskMethod::Email),
+                ColumnAction::Mask(MaskMethod::Null)
+            ]
+        );
+    }
+}
