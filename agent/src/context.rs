@@ -38,6 +38,10 @@ pub struct AgentContext {
     pub minters: Arc<std::collections::HashMap<String, crate::credentials::Minter>>,
     /// Result masking: hash key, detectors, each target's catalog.
     pub masking: Arc<crate::masking::Masking>,
+    /// How many sessions' event feeders (see [`Self::audit_sender`]) still
+    /// hold events that are not in the spool; a graceful shutdown waits for
+    /// zero before it flushes the spool.
+    pub recording: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// Most events of one session spooled in one go.
@@ -50,12 +54,14 @@ impl AgentContext {
     ) -> Option<tokio::sync::mpsc::UnboundedSender<palisade_proto::v1::AuditEvent>> {
         let log = self.audit.clone()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<palisade_proto::v1::AuditEvent>();
+        let feeding = Feeding::new(self.recording.clone());
         // Numbers the session's events as they become durable: a sequence is
         // used only once the spool holds its event, so the chain has no gaps
         // (the PDP acknowledges only contiguous sequences). A full or failing
         // spool is retried; the session meanwhile refuses new statements
         // (`AuditLog::accepting`).
         tokio::spawn(async move {
+            let _feeding = feeding;
             let mut next: u64 = 1;
             let mut waiting: std::collections::VecDeque<palisade_proto::v1::AuditEvent> =
                 std::collections::VecDeque::new();
@@ -105,5 +111,33 @@ impl AgentContext {
             }
         });
         Some(tx)
+    }
+}
+
+/// Counts a running event feeder in [`AgentContext::recording`].
+struct Feeding(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Feeding {
+    fn new(count: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count)
+    }
+}
+
+impl Drop for Feeding {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl AgentContext {
+    /// Waits until every session's events are in the spool (their sessions
+    /// have ended and the feeders have stored what they held), for at most
+    /// `timeout`; false when some are still held.
+    pub async fn recorded(&self, timeout: std::time::Duration) -> bool {
+        let mut count = self.recording.subscribe();
+        tokio::time::timeout(timeout, count.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }

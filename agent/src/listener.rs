@@ -145,6 +145,7 @@ impl AgentContext {
             metrics: Arc::new(Metrics::default()),
             agent_id,
             audit,
+            recording: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 }
@@ -158,7 +159,10 @@ fn host_name() -> String {
 }
 
 /// Accepts clients on `listener` until `shutdown` completes, then stops
-/// accepting and gives open sessions up to `drain` to finish.
+/// accepting (the listener is closed: new connections are refused at once
+/// rather than left waiting in the backlog) and gives open sessions up to
+/// `drain` to finish. Then the sessions' audit events are spooled and the
+/// spool is flushed to the PDP, each also within `drain`.
 pub async fn serve(
     listener: TcpListener,
     ctx: AgentContext,
@@ -197,12 +201,17 @@ pub async fn serve(
             handle(tcp, peer, ctx).await;
         });
     }
+    drop(listener);
     info!(open = sessions.len(), "agent draining");
     let _ = tokio::time::timeout(drain, async {
         while sessions.join_next().await.is_some() {}
     })
     .await;
     sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
+    if !ctx.recorded(drain).await {
+        warn!("some sessions' audit events could not be spooled before shutdown");
+    }
     poller.abort();
     reaper.abort();
     if let Some(audit) = &ctx.audit

@@ -316,8 +316,9 @@ impl AuditLog {
 
     /// Whether new statements may run. With [`OnFull::Refuse`], false once
     /// the spool is within 1/16 (at most 64 KiB) of its cap, after a record
-    /// was refused for space (until acknowledgements free a segment), or
-    /// after a disk failure: the session refuses with a clear error instead
+    /// was refused for space (until acknowledgements free a segment), while
+    /// writes fail (until one succeeds again), or after a disk failure that
+    /// could not be undone: the session refuses with a clear error instead
     /// of running unaudited. Always true with [`OnFull::Allow`].
     pub fn accepting(&self) -> bool {
         let shared = &self.shared;
@@ -327,6 +328,7 @@ impl AuditLog {
                 let max = shared.config.max_bytes;
                 let headroom = (max / 16).min(64 * 1024);
                 !shared.broken.load(Ordering::Acquire)
+                    && !shared.write_failed.load(Ordering::Acquire)
                     && !shared.is_full()
                     && shared.used.load(Ordering::Acquire).saturating_add(headroom) <= max
             }

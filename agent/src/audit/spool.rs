@@ -254,6 +254,10 @@ pub(super) struct Shared {
     pub refused: AtomicU64,
     /// A write failed and could not be undone: the spool takes nothing more.
     pub broken: AtomicBool,
+    /// The last write failed (and was undone), e.g. the disk is full: until
+    /// a write succeeds again, sessions refuse statements (fail closed)
+    /// while their events wait to be retried.
+    pub write_failed: AtomicBool,
     /// fdatasync calls, to show that records share them.
     pub syncs: AtomicU64,
     /// The writer made events durable: the streamer may have work.
@@ -272,6 +276,7 @@ impl Shared {
             full: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             broken: AtomicBool::new(false),
+            write_failed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             data_ready: Notify::new(),
             acked: watch::Sender::new(0),

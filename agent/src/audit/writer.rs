@@ -82,6 +82,7 @@ fn commit_group(shared: &Shared, active: &mut Active, group: &mut Vec<Pending>) 
         let rolled = if full { roll(shared, active) } else { Ok(()) };
         if let Err(e) = rolled {
             error!(error = %e, "could not start a new audit spool segment");
+            shared.write_failed.store(true, Ordering::Release);
             let e = Arc::new(e);
             fail(shared, records, || AuditError::Disk(Arc::clone(&e)));
             return;
@@ -98,6 +99,7 @@ fn commit_group(shared: &Shared, active: &mut Active, group: &mut Vec<Pending>) 
         }
         if let Err(e) = append(&mut active.file, active.len, &bytes) {
             error!(error = %e, segment = active.id, "audit spool write failed");
+            shared.write_failed.store(true, Ordering::Release);
             if let Err(undo) = undo(&mut active.file, active.len) {
                 error!(error = %undo, segment = active.id, "could not undo a failed audit spool write: the spool takes no more events");
                 shared.broken.store(true, Ordering::Release);
@@ -109,6 +111,9 @@ fn commit_group(shared: &Shared, active: &mut Active, group: &mut Vec<Pending>) 
             return;
         }
         shared.syncs.fetch_add(1, Ordering::Relaxed);
+        if shared.write_failed.swap(false, Ordering::AcqRel) {
+            tracing::info!("audit spool writes succeed again");
+        }
         active.len += bytes.len() as u64;
         {
             let mut state = shared.state();
