@@ -271,12 +271,35 @@ impl Stack {
     }
 }
 
+/// How [`AgentProcess::start_configured`] runs the agent binary, beyond
+/// [`AgentProcess::start`]'s configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AgentProcessOptions {
+    /// Added to the `[targets.prod]` table.
+    pub target_toml: String,
+    /// `pdp.decision_timeout` (humantime); `2s` when empty.
+    pub decision_timeout: String,
+    /// Added to the `[audit.spool]` table (`max_bytes = ...`).
+    pub spool_toml: String,
+    /// Whole tables added at the end (`[limits]` ...).
+    pub extra_toml: String,
+    /// `--drain-seconds`; the binary's default when `None`.
+    pub drain_seconds: Option<u64>,
+    /// Runs the binary with SIGXFSZ ignored, so that a file size limit
+    /// (`prlimit --fsize`) makes writes fail with EFBIG instead of killing
+    /// the process, as a full disk makes them fail with ENOSPC.
+    pub ignore_sigxfsz: bool,
+    /// `RUST_LOG`; `warn` when empty.
+    pub log: String,
+}
+
 /// An agent running as its own process (`palisade-agent`), for tests that
 /// kill it.
 pub struct AgentProcess {
     /// Where clients connect.
     pub addr: std::net::SocketAddr,
     config_path: PathBuf,
+    options: AgentProcessOptions,
     child: tokio::process::Child,
 }
 
@@ -303,6 +326,22 @@ impl AgentProcess {
         spool: &std::path::Path,
         target_toml: &str,
     ) -> anyhow::Result<Self> {
+        let options = AgentProcessOptions {
+            target_toml: target_toml.to_owned(),
+            ..AgentProcessOptions::default()
+        };
+        Self::start_configured(fixture, pdp_url, pg, addr, spool, options).await
+    }
+
+    /// Like [`Self::start`], configured and launched as `options` say.
+    pub async fn start_configured(
+        fixture: &Fixture,
+        pdp_url: &str,
+        pg: &TestPostgres,
+        addr: std::net::SocketAddr,
+        spool: &std::path::Path,
+        options: AgentProcessOptions,
+    ) -> anyhow::Result<Self> {
         let agent = fixture
             .certs
             .agents
@@ -311,6 +350,11 @@ impl AgentProcess {
         let password_file = fixture.dir.path().join("prod.password");
         std::fs::write(&password_file, pg.superuser_password())?;
         let config_path = fixture.dir.path().join("agent.toml");
+        let decision_timeout = if options.decision_timeout.is_empty() {
+            "2s"
+        } else {
+            &options.decision_timeout
+        };
         let toml = format!(
             r#"agent_id = "{name}"
 
@@ -325,7 +369,7 @@ ca = "{ca}"
 cert = "{cert}"
 key = "{key}"
 server_name = "localhost"
-decision_timeout = "2s"
+decision_timeout = "{decision_timeout}"
 policy_poll_interval = "200ms"
 
 [targets.prod]
@@ -337,6 +381,9 @@ password_file = "{password_file}"
 
 [audit.spool]
 dir = "{spool}"
+{spool_toml}
+
+{extra_toml}
 "#,
             name = agent.name,
             tls_cert = agent.listener.cert.display(),
@@ -349,17 +396,41 @@ dir = "{spool}"
             pg_user = pg.superuser(),
             password_file = password_file.display(),
             spool = spool.display(),
+            target_toml = options.target_toml,
+            spool_toml = options.spool_toml,
+            extra_toml = options.extra_toml,
         );
         std::fs::write(&config_path, toml)?;
-        Self::spawn(config_path, addr).await
+        Self::spawn(config_path, addr, options).await
     }
 
-    async fn spawn(config_path: PathBuf, addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+    async fn spawn(
+        config_path: PathBuf,
+        addr: std::net::SocketAddr,
+        options: AgentProcessOptions,
+    ) -> anyhow::Result<Self> {
         let binary = crate::stack::bin_dir()?.join("palisade-agent");
-        let child = tokio::process::Command::new(&binary)
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
+        let mut command = if options.ignore_sigxfsz {
+            // An ignored signal stays ignored across exec.
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c")
+                .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+                .arg(&binary);
+            c
+        } else {
+            tokio::process::Command::new(&binary)
+        };
+        command.arg("--config").arg(&config_path);
+        if let Some(drain) = options.drain_seconds {
+            command.arg("--drain-seconds").arg(drain.to_string());
+        }
+        let log = if options.log.is_empty() {
+            "warn"
+        } else {
+            &options.log
+        };
+        let child = command
+            .env("RUST_LOG", log)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -372,6 +443,7 @@ dir = "{spool}"
         Ok(Self {
             addr,
             config_path,
+            options,
             child,
         })
     }
@@ -384,6 +456,33 @@ dir = "{spool}"
         )
     }
 
+    /// The process id (to read `/proc/<pid>/status` or send signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a name `kill` knows: `TERM`, `INT`, ...).
+    pub async fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("the agent has exited"))?;
+        let status = tokio::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit, for at most `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("the agent did not exit within {timeout:?}"))?
+            .map_err(Into::into)
+    }
+
     /// SIGKILL: no drain, no flush.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
@@ -393,7 +492,7 @@ dir = "{spool}"
     /// Starts it again with the same configuration (and spool).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill().await;
-        *self = Self::spawn(self.config_path.clone(), self.addr).await?;
+        *self = Self::spawn(self.config_path.clone(), self.addr, self.options.clone()).await?;
         Ok(())
     }
 }
