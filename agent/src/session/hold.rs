@@ -173,7 +173,15 @@ impl Hold {
             .unwrap_or_default()
             + DEADLINE_GRACE;
         let give_up = tokio::time::Instant::now() + give_up;
-        let cancelled = self.cancelled.clone();
+        // Registered before the wait starts, so a cancel that comes at any
+        // point of it is seen.
+        let notify = self
+            .cancelled
+            .clone()
+            .unwrap_or_else(|| Arc::new(Notify::new()));
+        let cancelled = notify.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
         let mut stream = self.pdp.watch_approval(&approval.id).await.ok();
         let mut failures = 0u32;
         let mut last = approval.clone();
@@ -182,12 +190,6 @@ impl Hold {
                 match stream.as_mut() {
                     Some(s) => s.message().await,
                     None => Err(tonic::Status::unavailable("no watch stream")),
-                }
-            };
-            let cancel = async {
-                match &cancelled {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
@@ -233,7 +235,7 @@ impl Hold {
                     }
                     Ok(_) => {}
                 },
-                () = cancel => {
+                () = &mut cancelled => {
                     self.withdraw(session_id, &last, "the client cancelled the statement").await;
                     return Ok(Outcome::Refused(Refusal::plain(
                         QUERY_CANCELED,
