@@ -12,7 +12,7 @@
 //! has the same set) and reloaded when DDL passes through any session of
 //! the target, or when they grow older than the configured age.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +63,10 @@ pub struct Snapshot {
     relations: HashMap<Relation, RelationColumns>,
     /// Masked column names, for references no relation could be given for.
     by_name: HashMap<String, MaskMethod>,
+    /// Names of the functions in `pg_catalog`; any other function may read
+    /// a masked table inside its body, out of the lineage's sight. `None`
+    /// (a snapshot built without a catalog): no function is suspect.
+    builtins: Option<HashSet<String>>,
 }
 
 /// The columns of a relation with at least one masked column, in order.
@@ -133,10 +137,22 @@ impl Snapshot {
     /// Marks a result-column origin as masked (tests and fuzz targets build
     /// snapshots without a database).
     #[cfg(any(test, feature = "fuzzing"))]
-    #[doc(hidden)]
-    pub fn with_origin(mut self, table_oid: Oid, attnum: i16, method: MaskMethod) -> Self {
+    pub(crate) fn with_origin(mut self, table_oid: Oid, attnum: i16, method: MaskMethod) -> Self {
         self.by_origin.insert((table_oid, attnum), method);
         self
+    }
+
+    /// Whether calling `function` (as the statement names it, maybe
+    /// schema-qualified) could return values the lineage cannot see: a
+    /// function outside `pg_catalog`, whose body may read any table.
+    pub fn opaque_function(&self, function: &str) -> bool {
+        let Some(builtins) = &self.builtins else {
+            return false;
+        };
+        match function.rsplit_once('.') {
+            Some((schema, name)) => schema != "pg_catalog" || !builtins.contains(name),
+            None => !builtins.contains(function),
+        }
     }
 
     /// Whether the snapshot masks anything.
@@ -387,6 +403,10 @@ SELECT c.oid, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) \
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 WHERE c.oid IN (SELECT oid FROM v) AND c.relkind IN ('v', 'm')";
 
+const BUILTIN_FUNCTIONS: &str = "\
+SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p \
+WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace";
+
 const COLUMNS: &str = "\
 SELECT a.attrelid, a.attnum, a.attname FROM pg_catalog.pg_attribute a \
 WHERE a.attrelid = ANY($1::pg_catalog.oid[]) AND a.attnum > 0 AND NOT a.attisdropped \
@@ -429,6 +449,14 @@ async fn resolve(
         }
     }
     let tables_oids: Vec<Oid> = tables.iter().map(|(o, _)| *o).collect();
+    snapshot.builtins = Some(
+        client
+            .query(BUILTIN_FUNCTIONS, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    );
     let views = client.query(DEPENDENT_VIEWS, &[&tables_oids]).await?;
     let mut oids = tables_oids.clone();
     oids.extend(views.iter().map(|r| r.get::<_, Oid>(0)));

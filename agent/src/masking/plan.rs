@@ -31,6 +31,8 @@ pub struct Provenance<'a> {
     pub lineage: Option<&'a Lineage>,
     /// The statement's kind (for a statement without lineage).
     pub kind: StatementKind,
+    /// The functions the statement calls.
+    pub functions: &'a [String],
 }
 
 impl Provenance<'_> {
@@ -39,6 +41,13 @@ impl Provenance<'_> {
         match self.lineage {
             Some(lineage) => match snapshot.sources(sources_at(lineage, index, count)) {
                 Some(method) => ColumnAction::Mask(method),
+                // A function defined outside pg_catalog may read a masked
+                // table in its body: computed values are not shown.
+                None if !snapshot.is_empty()
+                    && self.functions.iter().any(|f| snapshot.opaque_function(f)) =>
+                {
+                    ColumnAction::Mask(super::MaskMethod::Redact)
+                }
                 None => ColumnAction::Detect,
             },
             None if returns_table_values(self.kind) && !snapshot.is_empty() => {
@@ -222,6 +231,7 @@ mod tests {
             Provenance {
                 lineage: s.lineage.as_ref(),
                 kind: s.attributes.kind,
+                functions: &s.attributes.functions,
             },
         )
         .into_iter()
@@ -331,6 +341,7 @@ mod tests {
             Provenance {
                 lineage: s.lineage.as_ref(),
                 kind: s.attributes.kind,
+                functions: &s.attributes.functions,
             },
         );
         let got: Vec<ColumnAction> = plan.into_iter().map(|c| c.action).collect();

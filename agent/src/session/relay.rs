@@ -260,6 +260,7 @@ fn provenance(p: &Pending) -> Provenance<'_> {
     Provenance {
         lineage: p.statement.lineage.as_ref(),
         kind: p.statement.attributes.kind,
+        functions: &p.statement.attributes.functions,
     }
 }
 

@@ -600,7 +600,10 @@ struct Pgbouncer {
 }
 
 impl Pgbouncer {
-    async fn start(program: &Path, pg: &TestPostgres) -> Result<Self> {
+    /// Starts pgbouncer; clients connect to it over TLS with `tls` (the
+    /// certificate and key files the agent's listener uses), as they do to
+    /// the agent, so both proxies pay the same transport.
+    async fn start(program: &Path, pg: &TestPostgres, tls: (&Path, &Path)) -> Result<Self> {
         let account = unprivileged_account()?;
         let dir = tempfile::Builder::new()
             .prefix("palisade-pgbouncer-")
@@ -627,6 +630,8 @@ impl Pgbouncer {
             ),
             0o600,
         )?;
+        let cert = write("client.crt", &std::fs::read_to_string(tls.0)?, 0o600)?;
+        let key = write("client.key", &std::fs::read_to_string(tls.1)?, 0o600)?;
         let port = integration::ports::free_port()?;
         let log = dir.path().join("pgbouncer.log");
         let ini = write(
@@ -645,6 +650,9 @@ impl Pgbouncer {
                  max_client_conn = 200\n\
                  default_pool_size = 20\n\
                  server_tls_sslmode = disable\n\
+                 client_tls_sslmode = require\n\
+                 client_tls_cert_file = {cert}\n\
+                 client_tls_key_file = {key}\n\
                  ignore_startup_parameters = extra_float_digits\n\
                  log_connections = 0\n\
                  log_disconnections = 0\n\
@@ -653,6 +661,8 @@ impl Pgbouncer {
                 pg_port = pg.port(),
                 auth = auth_file.display(),
                 log = log.display(),
+                cert = cert.display(),
+                key = key.display(),
             ),
             0o600,
         )?;
@@ -1053,11 +1063,12 @@ async fn pgbench_section(
         agent.pid, agent.addr
     );
     let bouncer = match pgbouncer_program {
-        Some(program) => match Pgbouncer::start(program, pg).await {
+        Some(program) => match Pgbouncer::start(program, pg, listener_tls(fixture)?).await {
             Ok(bouncer) => {
                 println!(
                     "pgbouncer: pid {} on 127.0.0.1:{}, session mode, default_pool_size 20, \
-                     auth scram-sha-256, plain TCP (no TLS) on both sides",
+                     auth scram-sha-256; clients use TLS (sslmode=require, the agent's certificate), \
+                     upstream plain TCP",
                     bouncer.pid, bouncer.port
                 );
                 Some(bouncer)
@@ -1104,7 +1115,7 @@ async fn pgbench_section(
             user: pg.superuser().to_owned(),
             dbname: BENCH_DB.to_owned(),
             password: pg.superuser_password().to_owned(),
-            sslmode: "disable",
+            sslmode: "require",
             proxy_pid: Some(b.pid),
         });
     }
@@ -1793,4 +1804,14 @@ impl Summary {
             println!("  {line}");
         }
     }
+}
+
+/// The certificate and key of the agent's client listener.
+fn listener_tls(fixture: &Fixture) -> Result<(&Path, &Path)> {
+    let agent = fixture
+        .certs
+        .agents
+        .first()
+        .context("the fixture has no agent certificate")?;
+    Ok((&agent.listener.cert, &agent.listener.key))
 }
