@@ -25,9 +25,10 @@ pub struct DecisionCache {
 
 impl DecisionCache {
     /// A decision still valid for `version`.
-    pub fn get(&self, attributes: &Attributes, version: u64) -> Option<Decision> {
+    pub fn get(&self, attributes: &Attributes, version: u64) -> Option<(Decision, Instant)> {
         let e = self.entries.get(attributes)?;
-        (e.version == version && Instant::now() < e.expires).then(|| e.decision.clone())
+        (e.version == version && Instant::now() < e.expires)
+            .then(|| (e.decision.clone(), e.expires))
     }
 
     /// Keeps a decision if the PDP allowed caching it.

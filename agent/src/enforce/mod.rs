@@ -63,6 +63,17 @@ pub struct Note {
     pub approval_id: Option<String>,
     /// Columns policy masks for this principal (sorted; empty: none).
     pub masks: Arc<Vec<crate::pdp::Mask>>,
+    /// The policy version the decision was made under and until when the
+    /// PDP allowed reusing it; `None`: it must be decided again.
+    pub reusable: Option<(u64, Instant)>,
+}
+
+impl Note {
+    /// Whether the decision still stands without asking again.
+    fn fresh(&self, version: u64, now: Instant) -> bool {
+        self.reusable
+            .is_some_and(|(v, until)| v == version && now < until)
+    }
 }
 
 /// What to do with a query string or a Parse.
@@ -259,7 +270,17 @@ impl Enforcer {
 
     /// Re-checks attributes already decided (a prepared statement bound again
     /// after the policy set changed); a cache hit costs no round trip.
-    pub async fn recheck(&mut self, statements: &[Statement]) -> Result<(), Refusal> {
+    pub async fn recheck(
+        &mut self,
+        statements: &[Statement],
+        notes: &[Note],
+    ) -> Result<(), Refusal> {
+        // Binding a prepared statement again and again is the hot path of
+        // drivers that prepare: while its decision stands, nothing to do.
+        let (version, now) = (self.version.current(), Instant::now());
+        if notes.len() == statements.len() && notes.iter().all(|n| n.fresh(version, now)) {
+            return Ok(());
+        }
         let refs: Vec<&Attributes> = statements.iter().map(|s| &s.attributes).collect();
         self.decide(&refs).await.map(|_| ())
     }
@@ -300,17 +321,19 @@ impl Enforcer {
 
     /// Decides every statement; `Err` is the first refusal.
     async fn decide(&mut self, statements: &[&Attributes]) -> Result<Vec<Note>, Refusal> {
-        let version = self.version.current();
+        let mut version = self.version.current();
         let mut missing: Vec<&Attributes> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
-        let mut cached: Vec<bool> = Vec::with_capacity(statements.len());
+        // Until when each decision may be reused; `None` for a fresh one
+        // (then it is the PDP's ttl from now).
+        let mut cached: Vec<Option<Instant>> = Vec::with_capacity(statements.len());
         for a in statements {
             let hit = self.decisions.get(a, version);
-            cached.push(hit.is_some());
+            cached.push(hit.as_ref().map(|(_, until)| *until));
             if hit.is_none() {
                 missing.push(a);
             }
-            decisions.push(hit);
+            decisions.push(hit.map(|(d, _)| d));
         }
         if !missing.is_empty() {
             let started = Instant::now();
@@ -337,7 +360,7 @@ impl Enforcer {
                     Some("the agent refuses statements it cannot put to policy".to_owned()),
                 )
             })?;
-            let version = self.version.observe(&version_str);
+            version = self.version.observe(&version_str);
             let mut fresh = fresh.into_iter();
             for (slot, a) in decisions.iter_mut().zip(statements) {
                 if slot.is_none() {
@@ -368,11 +391,13 @@ impl Enforcer {
                     return Err(refusal(d, "held for review"));
                 }
             }
+            let until = cached.or_else(|| (!d.ttl.is_zero()).then(|| Instant::now() + d.ttl));
             notes.push(Note {
                 policies: d.policies.clone(),
-                cached,
+                cached: cached.is_some(),
                 approval_id: None,
                 masks: d.masks.clone(),
+                reusable: until.map(|u| (version, u)),
             });
         }
         Ok(notes)

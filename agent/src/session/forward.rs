@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::codec::Decoder;
 
 use super::End;
-use super::record::{Pending, Recorder};
+use super::record::{Pending, Recorder, StatementRef};
 use super::shared::{Request, Shared};
 use crate::codec::{Bind, Close, Execute, FrameCodec, FrontendTag, Parse, Query, Target, write};
 use crate::enforce::{Enforcer, Note, Refusal, Verdict};
@@ -22,7 +22,8 @@ use crate::masking::catalog::{Catalog, Snapshot};
 use crate::net::Stream;
 
 /// A statement prepared through the agent, as decided.
-type Prepared = (Arc<Vec<Statement>>, Vec<Note>);
+/// Shared between the prepared statement and each portal bound from it.
+type Prepared = Arc<(Arc<Vec<Statement>>, Vec<Note>)>;
 
 /// The client-reading direction of a session.
 pub struct Forward {
@@ -51,6 +52,9 @@ pub struct Forward {
     /// The target's catalog, for masking results; without it a statement
     /// whose results policy masks is refused.
     pub catalog: Option<Arc<Catalog>>,
+    /// Syncs sent since the last Execute: those that follow the Execute of
+    /// a COPY FROM STDIN reach a database in copy-in mode.
+    copy_syncs: u64,
 }
 
 impl Forward {
@@ -75,6 +79,7 @@ impl Forward {
             skipping: false,
             hold: None,
             catalog: None,
+            copy_syncs: 0,
         }
     }
 
@@ -113,6 +118,7 @@ impl Forward {
                             return End::UpstreamGone;
                         }
                         self.shared.sent_sync();
+                        self.copy_syncs = 0;
                         if let Some(r) = self.audit_refusal() {
                             self.stand_in_query(&mut out, r);
                             continue;
@@ -139,12 +145,16 @@ impl Forward {
                                         continue;
                                     }
                                 };
-                                for ((statement, note), masking) in
-                                    statements.iter().zip(notes).zip(masking)
+                                for (index, (note, masking)) in
+                                    notes.into_iter().zip(masking).enumerate()
                                 {
+                                    let Some(statement) = StatementRef::new(&statements, index)
+                                    else {
+                                        continue;
+                                    };
                                     self.shared.forwarded(
                                         Pending {
-                                            statement: statement.clone(),
+                                            statement,
                                             note,
                                             started: Instant::now(),
                                             protocol: "simple",
@@ -204,7 +214,7 @@ impl Forward {
                         match verdict {
                             Verdict::Forward(statements, notes) => {
                                 self.prepared
-                                    .insert(parse.name.to_owned(), (statements, notes));
+                                    .insert(parse.name.to_owned(), Arc::new((statements, notes)));
                                 out.extend_from_slice(frame.raw());
                             }
                             Verdict::Refuse(r, statements) => {
@@ -226,8 +236,9 @@ impl Forward {
                         // The decision was taken at Parse; it is re-checked
                         // (from the cache unless the policy set changed).
                         let prepared = self.prepared.get(bind.statement).cloned();
-                        if let Some((statements, _)) = &prepared
-                            && let Err(r) = self.enforcer.recheck(statements).await
+                        if let Some(p) = &prepared
+                            && let (statements, notes) = &**p
+                            && let Err(r) = self.enforcer.recheck(statements, notes).await
                             // Approvals hook: the approved Parse binds once.
                             && !(r.held
                                 && self
@@ -271,6 +282,7 @@ impl Forward {
                         if self.skipping {
                             continue;
                         }
+                        self.copy_syncs = 0;
                         let execute = match Execute::from_body(frame.body()) {
                             Ok(e) => e,
                             Err(e) => return End::ClientProtocol(e.to_string()),
@@ -278,7 +290,7 @@ impl Forward {
                         let portal = self
                             .portals
                             .get(execute.portal)
-                            .and_then(|(s, n)| Some((s.clone(), n.first()?.clone())));
+                            .and_then(|p| Some((p.0.clone(), p.1.first()?.clone())));
                         if let Some((statements, note)) = portal
                             && let Some(statement) = statements.first()
                         {
@@ -303,9 +315,12 @@ impl Forward {
                                 self.shared.describing(true);
                                 let _ = write::describe(&mut out, Target::Portal, execute.portal);
                             }
+                            let Some(statement) = StatementRef::new(&statements, 0) else {
+                                continue;
+                            };
                             self.shared.forwarded(
                                 Pending {
-                                    statement: statement.clone(),
+                                    statement,
                                     note,
                                     started: Instant::now(),
                                     protocol: "extended",
@@ -321,10 +336,17 @@ impl Forward {
                     FrontendTag::Sync => {
                         self.skipping = false;
                         self.shared.sent_sync();
+                        self.copy_syncs += 1;
                         out.extend_from_slice(frame.raw());
                     }
                     FrontendTag::Flush => out.extend_from_slice(frame.raw()),
-                    FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => {
+                    FrontendTag::CopyData => out.extend_from_slice(frame.raw()),
+                    FrontendTag::CopyDone | FrontendTag::CopyFail => {
+                        // The database ignores a Sync sent while it is in
+                        // copy-in mode (drivers send one with the Execute of
+                        // a COPY FROM STDIN): it ends no request.
+                        self.shared.copy_in_ended(self.copy_syncs);
+                        self.copy_syncs = 0;
                         out.extend_from_slice(frame.raw());
                     }
                     FrontendTag::FunctionCall => {

@@ -19,11 +19,38 @@ use tokio::sync::mpsc;
 
 use crate::enforce::{Note, Refusal};
 
+/// One statement of an analysed query string, shared rather than copied:
+/// every execution of a prepared statement refers to the same analysis.
+#[derive(Debug, Clone)]
+pub struct StatementRef {
+    all: std::sync::Arc<Vec<Statement>>,
+    index: usize,
+}
+
+impl StatementRef {
+    /// The statement at `index` of `all`, if there is one.
+    pub fn new(all: &std::sync::Arc<Vec<Statement>>, index: usize) -> Option<Self> {
+        (index < all.len()).then(|| Self {
+            all: all.clone(),
+            index,
+        })
+    }
+}
+
+impl std::ops::Deref for StatementRef {
+    type Target = Statement;
+
+    fn deref(&self) -> &Statement {
+        // INVARIANT: `new` checked the index; the vector never changes.
+        &self.all[self.index]
+    }
+}
+
 /// A forwarded statement waiting for its outcome.
 #[derive(Debug)]
 pub struct Pending {
     /// The statement.
-    pub statement: Statement,
+    pub statement: StatementRef,
     /// How it was decided.
     pub note: Note,
     /// When it was forwarded.

@@ -151,6 +151,7 @@ pub async fn run(
                     }
                 }
                 Some(BackendTag::CopyDone) => current = Rows::Unplanned,
+                Some(BackendTag::CopyInResponse) => shared.copy_in_started(),
                 Some(BackendTag::CommandComplete) => {
                     current = Rows::Unplanned;
                     if let Ok(c) = CommandComplete::from_body(frame.body()) {

@@ -48,6 +48,9 @@ struct State {
     sent: u64,
     /// ReadyForQuery messages received: requests answered.
     answered: u64,
+    /// The database entered copy-in mode (CopyInResponse) and the client
+    /// has not ended the copy yet.
+    copy_in: bool,
 }
 
 impl State {
@@ -71,6 +74,7 @@ impl Shared {
                 pending: VecDeque::new(),
                 sent: 0,
                 answered: 0,
+                copy_in: false,
             }),
         }
     }
@@ -179,6 +183,21 @@ impl Shared {
             recorder.completed(&p, outcome);
             p.statement.attributes.is_ddl
         })
+    }
+
+    /// The database entered copy-in mode.
+    pub fn copy_in_started(&self) {
+        self.lock().copy_in = true;
+    }
+
+    /// The client ended a copy (CopyDone, CopyFail) after sending `syncs`
+    /// Syncs since its Execute: if the database was in copy-in mode it
+    /// ignored them, and they end no request.
+    pub fn copy_in_ended(&self, syncs: u64) {
+        let mut s = self.lock();
+        if std::mem::take(&mut s.copy_in) {
+            s.sent = s.sent.saturating_sub(syncs).max(s.answered);
+        }
     }
 
     /// A request (Query, Sync, fastpath call) was sent upstream.
