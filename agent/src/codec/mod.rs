@@ -75,8 +75,13 @@ mod startup;
 mod values;
 pub mod write;
 
+/// Fuzzing entry points (the `fuzz/` targets and property tests use them
+/// with the `fuzzing` feature; the unit tests always).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(test)]
-mod fuzz;
+mod properties;
 #[cfg(test)]
 mod test_support;
 

@@ -57,6 +57,12 @@ pub mod method;
 pub mod plan;
 pub mod rewrite;
 
+/// Fuzzing entry point (the `fuzz/` masking target and the property tests).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 
