@@ -166,6 +166,36 @@ impl RunningPdp {
         })
     }
 
+    /// The statements recorded of every session, once at least `count`
+    /// sessions have ended in the audit store (agents stream their events
+    /// after the fact); waits up to 10 s.
+    pub async fn ended_statements(
+        &self,
+        count: usize,
+    ) -> anyhow::Result<Vec<palisade_proto::v1::StatementExecuted>> {
+        use palisade_proto::v1::audit_event::Event;
+        for _ in 0..100 {
+            let sessions = self
+                .audit
+                .list_sessions(&palisade_pdp::audit::SessionFilter::default())
+                .await?;
+            let ended = sessions.iter().filter(|s| !s.end_reason.is_empty()).count();
+            if ended >= count {
+                let mut out = Vec::new();
+                for s in &sessions {
+                    for e in self.audit.session_events(&s.session_id, 0).await? {
+                        if let Some(Event::Statement(statement)) = e.event.event {
+                            out.push(statement);
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{count} sessions did not end in the audit store within 10 s")
+    }
+
     /// The gRPC endpoint URL.
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.addr.port())

@@ -212,28 +212,14 @@ async fn literal_variants_reuse_one_analysis_and_keep_their_own_text() {
     );
     drop(ci);
 
-    let store = stack.pdp.audit.clone();
-    let mut texts = Vec::new();
-    for _ in 0..100 {
-        let sessions = store
-            .list_sessions(&palisade_pdp::audit::SessionFilter::default())
-            .await
-            .unwrap();
-        if let Some(s) = sessions.iter().find(|s| !s.end_reason.is_empty()) {
-            texts = store
-                .session_events(&s.session_id, 0)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter_map(|e| match e.event.event {
-                    Some(palisade_proto::v1::audit_event::Event::Statement(s)) => Some(s.text),
-                    _ => None,
-                })
-                .collect();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let texts: Vec<String> = stack
+        .pdp
+        .ended_statements(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
     for id in 1..=5 {
         let text = format!("SELECT total FROM orders WHERE id = {id}");
         assert!(texts.contains(&text), "{text} in {texts:?}");

@@ -337,31 +337,10 @@ with psycopg.connect(sys.argv[1]) as conn:
     assert_no_secrets(&tap);
 
     // The audit trail lists what was masked, and holds no clear value.
-    let store = stack.pdp.audit.clone();
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        let sessions = store
-            .list_sessions(&palisade_pdp::audit::SessionFilter::default())
-            .await
-            .unwrap();
-        if sessions.len() >= 2 && sessions.iter().all(|s| !s.end_reason.is_empty()) {
-            for s in &sessions {
-                events.extend(store.session_events(&s.session_id, 0).await.unwrap());
-            }
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let select_star = events
+    let statements = stack.pdp.ended_statements(2).await.unwrap();
+    let select_star = statements
         .iter()
-        .find_map(|e| match &e.event.event {
-            Some(palisade_proto::v1::audit_event::Event::Statement(s))
-                if s.text == "SELECT * FROM customers" =>
-            {
-                Some(s.clone())
-            }
-            _ => None,
-        })
+        .find(|s| s.text == "SELECT * FROM customers")
         .expect("the SELECT * is on the record");
     let masked: Vec<&str> = select_star
         .masked_columns
@@ -369,7 +348,7 @@ with psycopg.connect(sys.argv[1]) as conn:
         .map(|c| c.column.as_str())
         .collect();
     assert_eq!(masked, ["email", "ssn", "phone"]);
-    let recorded = format!("{events:?}");
+    let recorded = format!("{statements:?}");
     for s in SECRETS {
         assert!(!recorded.contains(s), "the audit trail holds `{s}`");
     }
