@@ -110,6 +110,17 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
             "{mode}: {}",
             run.stdout
         );
+        if mode == "simple" {
+            // Values sent inline: after each session's first transaction,
+            // its statements are analysed by shape, not parsed.
+            let metrics = stack.agent.ctx.metrics.render();
+            let by_shape: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("palisade_analyses_by_shape_total "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(by_shape >= 4 * 40 * 5, "{by_shape}\n{metrics}");
+        }
     }
 }
 

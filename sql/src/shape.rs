@@ -177,6 +177,32 @@ mod tests {
     }
 
     #[test]
+    fn pgbench_statements_are_reusable_by_shape() {
+        for (a, b) in [
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 86393;",
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 7;",
+            ),
+            (
+                "UPDATE pgbench_accounts SET abalance = abalance + -2468 WHERE aid = 1234;",
+                "UPDATE pgbench_accounts SET abalance = abalance + -17 WHERE aid = 99;",
+            ),
+            (
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 53283, -2468, CURRENT_TIMESTAMP);",
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 2, -3, CURRENT_TIMESTAMP);",
+            ),
+        ] {
+            assert_eq!(literal_shape(a), literal_shape(b), "{a}");
+            assert!(literal_shape(a).is_some(), "{a}");
+            let statements = analyze(a, &[]).unwrap();
+            assert!(statements[0].shape_reusable(), "{a}: {:?}", statements[0]);
+            let reused = statements[0].with_text(single_statement_text(b).unwrap());
+            let fresh = analyze(b, &[]).unwrap();
+            assert_eq!(reused, fresh[0], "{b}");
+        }
+    }
+
+    #[test]
     fn gives_up_on_what_it_does_not_model() {
         for sql in [
             "SELECT 1 -- comment",
