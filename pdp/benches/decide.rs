@@ -2,6 +2,11 @@
 //! per statement decision, for a CI principal, over a mix of statements
 //! (allowed reads, refused writes, held deletes, DDL in the sandbox).
 //!
+//! Two tables: "uncached" is the Cedar evaluation of every decision
+//! (`Scope::decide_statement_uncached`); "cached" is what a repeated
+//! statement costs through `Scope::decide_statement`, which remembers the
+//! decisions of its scope by statement attributes.
+//!
 //! `cargo bench -p palisade-pdp --bench decide`
 
 #![expect(
@@ -13,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_pdp::engine::{Principal, Scope, SessionFacts};
+use palisade_pdp::engine::{Principal, Scope, SessionFacts, StatementVerdict};
 use palisade_pdp::policy::load_dir;
+use palisade_sql::Attributes;
 
 const STATEMENTS: &[&str] = &[
     "SELECT id, total FROM orders WHERE id = 7",
@@ -30,6 +36,13 @@ const STATEMENTS: &[&str] = &[
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// One way of deciding a statement.
+type Decide<'a> = &'a dyn Fn(&Attributes) -> StatementVerdict;
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 fn main() {
@@ -59,35 +72,56 @@ fn main() {
                 .attributes
         })
         .collect();
-    // Warm up (entity cache of tables, masks).
+    // Warm up (entity cache of tables, masks, per-action slices).
     for a in &attributes {
+        let _ = scope.decide_statement_uncached(a);
         let _ = scope.decide_statement(a);
     }
     let rounds = 5_000;
-    let mut all = Vec::with_capacity(rounds * attributes.len());
-    println!("{:<82} {:>10} {:>10}", "statement", "p50", "p99");
-    for (sql, a) in STATEMENTS.iter().zip(&attributes) {
-        let mut samples = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
-            let t = Instant::now();
-            let v = scope.decide_statement(a);
-            samples.push(t.elapsed());
-            std::hint::black_box(v);
+    let decide_uncached = |a: &Attributes| scope.decide_statement_uncached(a);
+    let decide_cached = |a: &Attributes| scope.decide_statement(a);
+    let cases: [(&str, Decide<'_>); 2] = [
+        ("uncached (Cedar evaluation)", &decide_uncached),
+        ("cached (repeated statement)", &decide_cached),
+    ];
+    let mut summary = Vec::new();
+    for (label, decide) in cases {
+        let mut all = Vec::with_capacity(rounds * attributes.len());
+        println!();
+        println!("{:<82} {:>10} {:>10}", label, "p50", "p99");
+        for (sql, a) in STATEMENTS.iter().zip(&attributes) {
+            let mut samples = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let v = decide(a);
+                samples.push(t.elapsed());
+                std::hint::black_box(v);
+            }
+            samples.sort();
+            println!(
+                "{:<82} {:>8.1}µs {:>8.1}µs",
+                sql,
+                micros(percentile(&samples, 0.5)),
+                micros(percentile(&samples, 0.99))
+            );
+            all.extend(samples);
         }
-        samples.sort();
+        all.sort();
+        let (p50, p99) = (percentile(&all, 0.5), percentile(&all, 0.99));
         println!(
             "{:<82} {:>8.1}µs {:>8.1}µs",
-            sql,
-            percentile(&samples, 0.5).as_secs_f64() * 1e6,
-            percentile(&samples, 0.99).as_secs_f64() * 1e6
+            "all statements",
+            micros(p50),
+            micros(p99)
         );
-        all.extend(samples);
+        summary.push((label, p50, p99));
     }
-    all.sort();
-    println!(
-        "{:<82} {:>8.1}µs {:>8.1}µs",
-        "all statements",
-        percentile(&all, 0.5).as_secs_f64() * 1e6,
-        percentile(&all, 0.99).as_secs_f64() * 1e6
-    );
+    println!();
+    for (label, p50, p99) in summary {
+        println!(
+            "decision {label}: p50 {:.1} µs, p99 {:.1} µs",
+            micros(p50),
+            micros(p99)
+        );
+    }
 }

@@ -21,7 +21,8 @@ pub struct Session {
     pub deadline: SystemTime,
     /// The agent that opened it (from its certificate), for logs and audit.
     pub agent: String,
-    scope: RwLock<Arc<Scope>>,
+    /// The scope and the policy-store generation it was made at (or later).
+    scope: RwLock<(u64, Arc<Scope>)>,
 }
 
 impl Session {
@@ -71,13 +72,22 @@ impl Sessions {
         agent: String,
         scope: Arc<Scope>,
     ) -> Arc<Session> {
+        // The scope may predate a swap that happened since it was made: a
+        // generation that cannot match makes the first decision check it.
+        // The generation is read before the set, so it is never newer than it.
+        let generation = self.policies.generation();
+        let generation = if Arc::ptr_eq(scope.snapshot(), &self.policies.current()) {
+            generation
+        } else {
+            u64::MAX
+        };
         let session = Arc::new(Session {
             id: id.clone(),
             principal,
             facts,
             deadline,
             agent,
-            scope: RwLock::new(scope),
+            scope: RwLock::new((generation, scope)),
         });
         self.open.insert(id, session.clone());
         session
@@ -106,21 +116,29 @@ impl Sessions {
     /// The session's scope on the current policy set, rebuilt if the set
     /// changed since the scope was made.
     pub fn scope(&self, session: &Session) -> Result<Arc<Scope>, EngineError> {
-        let current = self.policies.current();
+        // The common case takes no lock shared with other sessions: an
+        // atomic load of the store's generation and this session's own lock.
+        let generation = self.policies.generation();
         {
             let scope = session
                 .scope
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if Arc::ptr_eq(scope.snapshot(), &current) {
-                return Ok(scope.clone());
+            if scope.0 == generation {
+                return Ok(scope.1.clone());
             }
         }
-        let fresh = Arc::new(Scope::new(current, &session.principal, &session.facts)?);
-        *session
+        let current = self.policies.current();
+        let mut scope = session
             .scope
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::ptr_eq(scope.1.snapshot(), &current) {
+            scope.0 = generation;
+            return Ok(scope.1.clone());
+        }
+        let fresh = Arc::new(Scope::new(current, &session.principal, &session.facts)?);
+        *scope = (generation, fresh.clone());
         Ok(fresh)
     }
 

@@ -7,6 +7,7 @@ use cedar_policy::{
 use tracing::warn;
 
 use super::requests::ActionOnResource;
+use super::slices::Slices;
 use super::{Effect, Verdict};
 use crate::policy::PolicySnapshot;
 
@@ -14,6 +15,7 @@ use crate::policy::PolicySnapshot;
 pub struct Evaluator<'a> {
     pub snapshot: &'a PolicySnapshot,
     pub principal: &'a EntityUid,
+    pub slices: &'a Slices,
 }
 
 /// The outcome of one Cedar request against one policy set.
@@ -33,6 +35,14 @@ impl Evaluator<'_> {
         context: &Context,
         entities: &Entities,
     ) -> Result<Outcome, String> {
+        if set.is_empty() {
+            // What Cedar answers for an empty set: no policy, no error, deny.
+            return Ok(Outcome {
+                allowed: false,
+                policies: Vec::new(),
+                failed_forbids: Vec::new(),
+            });
+        }
         let request = Request::new(
             self.principal.clone(),
             action.clone(),
@@ -54,9 +64,14 @@ impl Evaluator<'_> {
                 failed_forbids.push(id);
             }
         }
+        // Cedar reports the determining policies as a set: sorted, the
+        // reasons built from them read the same on every run.
+        let mut policies: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
+        policies.sort_unstable();
+        failed_forbids.sort_unstable();
         Ok(Outcome {
             allowed: response.decision() == Decision::Allow,
-            policies: response.diagnostics().reason().cloned().collect(),
+            policies,
             failed_forbids,
         })
     }
@@ -79,8 +94,8 @@ impl Evaluator<'_> {
         let mut denies: Vec<PolicyId> = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
         for request in requests {
-            let (base, _) = self.snapshot.sets_for(&request.0);
-            match self.authorize(base, request, context, entities) {
+            let sets = self.slices.get(self.snapshot, &request.0);
+            match self.authorize(sets.base(), request, context, entities) {
                 Err(e) => reasons.push(format!("the request could not be evaluated: {e}")),
                 Ok(o) if !o.failed_forbids.is_empty() => {
                     reasons.push(format!(
@@ -109,7 +124,12 @@ impl Evaluator<'_> {
 
         let mut approvals: Vec<PolicyId> = Vec::new();
         for request in requests {
-            let (_, approval) = self.snapshot.sets_for(&request.0);
+            let sets = self.slices.get(self.snapshot, &request.0);
+            // No approval forbid can apply to this principal and action: the
+            // permit-all baseline alone allows, without error.
+            let Some(approval) = sets.approval() else {
+                continue;
+            };
             match self.authorize(approval, request, context, entities) {
                 Err(e) => reasons.push(format!("the request could not be evaluated: {e}")),
                 Ok(o) if !o.failed_forbids.is_empty() => {

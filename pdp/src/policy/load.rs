@@ -362,6 +362,7 @@ fn slice_by_action(
             ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
         };
         let mut sets = ActionSets {
+            index: out.len(),
             base: PolicySet::new(),
             approval: PolicySet::new(),
         };

@@ -42,6 +42,9 @@ pub struct PolicySnapshot {
 /// The base and approval sets of one action.
 #[derive(Debug)]
 pub(crate) struct ActionSets {
+    /// Position of the action among the snapshot's actions (`0..by_action.len()`),
+    /// for per-scope tables indexed by action.
+    pub(crate) index: usize,
     pub(crate) base: PolicySet,
     pub(crate) approval: PolicySet,
 }
@@ -54,6 +57,11 @@ impl PolicySnapshot {
             Some(s) => (&s.base, &s.approval),
             None => (&self.base, &self.approval),
         }
+    }
+
+    /// The sliced sets of an action the schema knows.
+    pub(crate) fn action_sets(&self, action: &EntityUid) -> Option<&ActionSets> {
+        self.by_action.get(action)
     }
 
     /// The ids of every policy, sorted.

@@ -1,6 +1,7 @@
 //! Watching the policy directory and swapping in each good new set.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +26,9 @@ pub struct PolicyStore {
     active: watch::Receiver<Arc<PolicySnapshot>>,
     sender: Arc<watch::Sender<Arc<PolicySnapshot>>>,
     rejected: Arc<Mutex<Option<Rejected>>>,
+    /// Bumped after every swap: a lock-free way for sessions to see that
+    /// the set they decide with is still the active one.
+    generation: Arc<AtomicU64>,
 }
 
 impl PolicyStore {
@@ -37,12 +41,20 @@ impl PolicyStore {
             active,
             sender: Arc::new(sender),
             rejected: Arc::new(Mutex::new(None)),
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// The set requests should use now.
     pub fn current(&self) -> Arc<PolicySnapshot> {
         self.active.borrow().clone()
+    }
+
+    /// A number that changes after every swap of the active set. Read it
+    /// before [`current`](Self::current): the set then is at least as new as
+    /// the generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A receiver that sees every new set (for caches keyed by version).
@@ -68,6 +80,7 @@ impl PolicyStore {
                 }
                 info!(version = %snapshot.version, policies = snapshot.meta.len(), "policy set loaded");
                 self.sender.send_replace(Arc::new(snapshot));
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(true)
             }
             Err(problems) => {
