@@ -75,29 +75,24 @@ pub struct DecideArgs {
     reason: String,
 }
 
-fn state_of(name: &str) -> anyhow::Result<pb::ApprovalState> {
-    Ok(match name {
-        "pending" => pb::ApprovalState::Pending,
-        "approved" => pb::ApprovalState::Approved,
-        "denied" => pb::ApprovalState::Denied,
-        "expired" => pb::ApprovalState::Expired,
-        "withdrawn" => pb::ApprovalState::Withdrawn,
-        "consumed" => pb::ApprovalState::Consumed,
-        other => anyhow::bail!("unknown state `{other}`"),
-    })
-}
+/// The states' names are the PDP's own, so the CLI prints and parses what
+/// the PDP's messages say.
+pub use palisade_pdp::approvals::state_name;
 
-/// The state's name.
-pub fn state_name(s: pb::ApprovalState) -> &'static str {
-    match s {
-        pb::ApprovalState::Unspecified => "unknown",
-        pb::ApprovalState::Pending => "pending",
-        pb::ApprovalState::Approved => "approved",
-        pb::ApprovalState::Denied => "denied",
-        pb::ApprovalState::Expired => "expired",
-        pb::ApprovalState::Withdrawn => "withdrawn",
-        pb::ApprovalState::Consumed => "consumed",
-    }
+/// The states `--state` accepts (every one but `Unspecified`), by the name
+/// [`state_name`] gives them.
+fn state_of(name: &str) -> anyhow::Result<pb::ApprovalState> {
+    [
+        pb::ApprovalState::Pending,
+        pb::ApprovalState::Approved,
+        pb::ApprovalState::Denied,
+        pb::ApprovalState::Expired,
+        pb::ApprovalState::Withdrawn,
+        pb::ApprovalState::Consumed,
+    ]
+    .into_iter()
+    .find(|s| state_name(*s) == name)
+    .ok_or_else(|| anyhow::anyhow!("unknown state `{name}`"))
 }
 
 fn time(t: Option<&prost_types::Timestamp>) -> String {
@@ -248,16 +243,15 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
 /// `approvals approve ID` (`approve = true`) or `approvals deny ID`.
 pub async fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<()> {
     let mut c = client(&args.pdp).await?;
-    let a = if approve {
+    // Two RPCs with the same fields: only the request type and method differ.
+    let answer = if approve {
         c.approve(pb::ApproveRequest {
             approval_id: args.id.clone(),
             reviewer_token: args.token.token.clone(),
             reason: args.reason.clone(),
         })
         .await
-        .map_err(status_error)?
-        .into_inner()
-        .approval
+        .map(|r| r.into_inner().approval)
     } else {
         c.deny(pb::DenyRequest {
             approval_id: args.id.clone(),
@@ -265,11 +259,11 @@ pub async fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<()> {
             reason: args.reason.clone(),
         })
         .await
+        .map(|r| r.into_inner().approval)
+    };
+    let a = answer
         .map_err(status_error)?
-        .into_inner()
-        .approval
-    }
-    .context("the PDP answered without an approval")?;
+        .context("the PDP answered without an approval")?;
     println!("approval {} {}", a.id, state_name(a.state()));
     Ok(())
 }

@@ -47,15 +47,22 @@ pub async fn held_notice(
             .await
             .context("no notice within 20 s")?
             .context("the connection ended")?;
-        if let Some(rest) = notice.message().split("held for review: approval ").nth(1) {
-            let id = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+        if let Some(id) = approval_id_in(notice.message()) {
             return Ok((id, notice));
         }
     }
+}
+
+/// The approval id a held-statement notice names (`... held for review:
+/// approval ID ...`), in whatever text carries the notice.
+pub fn approval_id_in(text: &str) -> Option<String> {
+    let rest = text.split("held for review: approval ").nth(1)?;
+    Some(
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// Runs `palisade ARGS` against the PDP at `pdp_url` with the admin client

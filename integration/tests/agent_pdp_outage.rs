@@ -10,10 +10,7 @@
 
 use std::time::Duration;
 
-use integration::agent::{RunningAgent, agent_config, seed_example};
-use integration::ports::free_port;
-use integration::postgres::TestPostgres;
-use integration::stack::{Fixture, PdpProcess};
+use integration::process_stack::PdpProcessStack;
 use tokio_postgres::error::SqlState;
 
 /// Guards against a hang; the agent's own bound (2 s) is far below it.
@@ -21,15 +18,13 @@ const HANG: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn pdp_down_refuses_clearly_and_recovery_needs_no_reconnect() {
-    let fixture = Fixture::new().unwrap();
-    let pg = TestPostgres::start().await.unwrap();
-    seed_example(&pg).await.unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let mut pdp = PdpProcess::start(&fixture, addr).await.unwrap();
-    let config = agent_config(&fixture, &pdp.url(), &pg).unwrap();
-    let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone())
-        .await
-        .unwrap();
+    // Bound in this order so they drop agent first, fixture last.
+    let PdpProcessStack {
+        fixture,
+        pg: _pg,
+        mut pdp,
+        agent,
+    } = PdpProcessStack::start().await.unwrap();
     let token = fixture.token("ci-job", &["ci-generated-code"]).unwrap();
     let conninfo = agent.conninfo(&token);
     let ci = integration::clients::connect(&conninfo, &agent.ca)

@@ -9,6 +9,7 @@
 )]
 
 use integration::agent::Stack;
+use integration::database::count;
 use tokio_postgres::error::SqlState;
 
 fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
@@ -16,14 +17,9 @@ fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
 }
 
 async fn order_count(stack: &Stack) -> i64 {
-    stack
-        .direct()
+    count(&stack.pg, "SELECT count(*) FROM public.orders")
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM public.orders", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test]

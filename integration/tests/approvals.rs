@@ -11,32 +11,36 @@
 
 use std::time::{Duration, Instant};
 
-use integration::agent::{RunningAgent, Stack, agent_config, seed_example};
-use integration::approvals::{WebhookSink, connect_with_notices, held_notice, palisade};
+use integration::agent::Stack;
+use integration::approvals::{
+    WebhookSink, approval_id_in, connect_with_notices, held_notice, palisade,
+};
 use integration::clients::run_pg_program;
-use integration::ports::free_port;
+use integration::database::{count, postgres_audit};
 use integration::postgres::TestPostgres;
+use integration::process_stack::PdpProcessStack;
 use integration::raw::RawClient;
 use integration::stack::RunningPdp;
-use integration::stack::{Fixture, PdpProcess};
 use palisade_pdp::approvals::webhook::{WebhookConfig, WebhookFormat};
 use palisade_pdp::approvals::{ApprovalStore, PostgresApprovals, testkit};
-use palisade_pdp::config::AuditConfig;
 use palisade_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 use tokio_postgres::error::SqlState;
 
 const HELD: &str = "DELETE FROM migrations_tmp.backfill";
 
-async fn backfill_rows(stack: &Stack) -> i64 {
-    stack
-        .direct()
+async fn backfill_rows(pg: &TestPostgres) -> i64 {
+    count(pg, "SELECT count(*) FROM migrations_tmp.backfill")
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM migrations_tmp.backfill", &[])
-        .await
-        .unwrap()
-        .get(0)
+}
+
+/// `palisade ARGS` at the PDP at `url` as bob, a dba who requested nothing:
+/// a reviewer the example policies allow, so in these tests only the
+/// approval's state can refuse his review.
+async fn as_dba(stack: &Stack, url: &str, args: &[&str]) -> (bool, String) {
+    let bob = stack.fixture.token("bob", &["dba"]).unwrap();
+    palisade(&stack.fixture, url, &bob, args).await.unwrap()
 }
 
 fn webhook(url: &str, format: WebhookFormat) -> WebhookConfig {
@@ -146,7 +150,7 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
     .await
     .unwrap();
     let mut slack = slack;
-    assert_eq!(backfill_rows(&stack).await, 10);
+    assert_eq!(backfill_rows(&stack.pg).await, 10);
     let (ci, mut notices) = ci_client(&stack).await;
     let waiting = tokio::spawn(async move {
         let r = ci.simple_query(HELD).await;
@@ -179,7 +183,7 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
         !waiting.is_finished(),
         "the statement waits for its reviewer"
     );
-    assert_eq!(backfill_rows(&stack).await, 10, "nothing ran yet");
+    assert_eq!(backfill_rows(&stack.pg).await, 10, "nothing ran yet");
 
     // The webhooks: JSON (after one failed attempt, retried) and Slack.
     let first = sink.next().await.unwrap();
@@ -223,14 +227,11 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
     // A reviewer finds it and approves it, in parallel, with the CLI.
     let url = stack.pdp.url();
     let reviewer = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, list) = palisade(&stack.fixture, &url, &reviewer, &["approvals", "list"])
-        .await
-        .unwrap();
+    let (ok, list) = as_dba(&stack, &url, &["approvals", "list"]).await;
     assert!(ok && list.contains(&id) && list.contains(HELD), "{list}");
-    let (ok, out) = palisade(
-        &stack.fixture,
+    let (ok, out) = as_dba(
+        &stack,
         &url,
-        &reviewer,
         &[
             "approvals",
             "approve",
@@ -239,8 +240,7 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
             "sandbox cleanup is fine",
         ],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(ok, "{out}");
     let (ci, result) = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
@@ -253,7 +253,11 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
             .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(10))),
         "the client sees its normal result: {messages:?}"
     );
-    assert_eq!(backfill_rows(&stack).await, 0, "the approved statement ran");
+    assert_eq!(
+        backfill_rows(&stack.pg).await,
+        0,
+        "the approved statement ran"
+    );
     assert_eq!(state_of(&stack, &url, &id).await, "consumed");
 
     // Single use, bound to the session and the text: the same approval
@@ -306,14 +310,12 @@ async fn a_held_delete_is_approved_from_the_cli_and_runs_once() {
     let again = tokio::spawn(async move { ci.simple_query(HELD).await });
     let (second, _) = held_notice(&mut notices).await.unwrap();
     assert_ne!(second, id);
-    let (ok, out) = palisade(
-        &stack.fixture,
+    let (ok, out) = as_dba(
+        &stack,
         &url,
-        &reviewer,
         &["approvals", "deny", &second, "--reason", "once is enough"],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(ok, "{out}");
     let e = again.await.unwrap().unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
@@ -345,32 +347,19 @@ async fn the_extended_protocol_waits_too() {
         (ci, r)
     });
     let (id, _) = held_notice(&mut notices).await.unwrap();
-    let reviewer = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, out) = palisade(
-        &stack.fixture,
-        &stack.pdp.url(),
-        &reviewer,
-        &["approvals", "approve", &id],
-    )
-    .await
-    .unwrap();
+    let (ok, out) = as_dba(&stack, &stack.pdp.url(), &["approvals", "approve", &id]).await;
     assert!(ok, "{out}");
     let (ci, result) = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(result.unwrap(), 10);
-    let sevens: i64 = stack
-        .direct()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT count(*) FROM migrations_tmp.backfill WHERE id = 7",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let sevens = count(
+        &stack.pg,
+        "SELECT count(*) FROM migrations_tmp.backfill WHERE id = 7",
+    )
+    .await
+    .unwrap();
     assert_eq!(sevens, 10);
     // The approval covered one execution; the connection goes on.
     ci.simple_query("SELECT 1").await.unwrap();
@@ -386,12 +375,9 @@ async fn psql_shows_the_notice_and_gets_its_result() {
     });
     // The reviewer finds the pending approval and approves it.
     let url = stack.pdp.url();
-    let bob = stack.fixture.token("bob", &["dba"]).unwrap();
     let started = Instant::now();
     let id = loop {
-        let (ok, out) = palisade(&stack.fixture, &url, &bob, &["approvals", "list", "--json"])
-            .await
-            .unwrap();
+        let (ok, out) = as_dba(&stack, &url, &["approvals", "list", "--json"]).await;
         assert!(ok, "{out}");
         if let Some(line) = out.lines().next() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -405,9 +391,7 @@ async fn psql_shows_the_notice_and_gets_its_result() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (ok, out) = palisade(&stack.fixture, &url, &bob, &["approvals", "approve", &id])
-        .await
-        .unwrap();
+    let (ok, out) = as_dba(&stack, &url, &["approvals", "approve", &id]).await;
     assert!(ok, "{out}");
     let out = psql.await.unwrap().unwrap();
     assert!(out.success, "{out:?}");
@@ -419,7 +403,7 @@ async fn psql_shows_the_notice_and_gets_its_result() {
         "{out:?}"
     );
     assert!(out.stderr.contains("HINT:  a reviewer runs"), "{out:?}");
-    assert_eq!(backfill_rows(&stack).await, 0);
+    assert_eq!(backfill_rows(&stack.pg).await, 0);
 }
 
 #[tokio::test]
@@ -487,7 +471,7 @@ async fn a_denied_statement_never_reaches_the_database() {
         "{message}"
     );
     assert!(message.contains("not during the freeze"), "{message}");
-    assert_eq!(backfill_rows(&stack).await, 10);
+    assert_eq!(backfill_rows(&stack.pg).await, 10);
     assert!(
         stack
             .pg
@@ -539,19 +523,11 @@ async fn an_unreviewed_statement_expires() {
     let message = e.as_db_error().unwrap().message().to_owned();
     assert!(message.contains("expired"), "{message}");
     assert!(message.contains(&id), "{message}");
-    assert_eq!(backfill_rows(&stack).await, 10);
+    assert_eq!(backfill_rows(&stack.pg).await, 10);
     assert_eq!(state_of(&stack, &stack.pdp.url(), &id).await, "expired");
     replay_containing(&stack, &[&format!("APPROVAL expired   {id}")]).await;
     // A late approval changes nothing.
-    let reviewer = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, out) = palisade(
-        &stack.fixture,
-        &stack.pdp.url(),
-        &reviewer,
-        &["approvals", "approve", &id],
-    )
-    .await
-    .unwrap();
+    let (ok, out) = as_dba(&stack, &stack.pdp.url(), &["approvals", "approve", &id]).await;
     assert!(!ok, "{out}");
 }
 
@@ -612,25 +588,12 @@ async fn nobody_approves_their_own_request_or_one_outside_their_group() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "still waiting for a real reviewer");
     assert_eq!(state_of(&stack, &url, &id).await, "pending");
-    let bob = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, out) = palisade(
-        &stack.fixture,
-        &url,
-        &bob,
-        &["approvals", "deny", &id, "--reason", "no"],
-    )
-    .await
-    .unwrap();
+    let (ok, out) = as_dba(&stack, &url, &["approvals", "deny", &id, "--reason", "no"]).await;
     assert!(ok, "{out}");
     assert!(waiting.await.unwrap().is_err());
-    let orders: i64 = stack
-        .direct()
+    let orders = count(&stack.pg, "SELECT count(*) FROM public.orders")
         .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM public.orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     assert_eq!(orders, 100);
 }
 
@@ -658,13 +621,7 @@ async fn a_client_that_leaves_or_cancels_withdraws_the_request() {
     raw.send(&query).await.unwrap();
     let notice = raw.recv().await.unwrap();
     assert_eq!(notice.tag(), b'N');
-    let text = String::from_utf8_lossy(notice.body()).into_owned();
-    let id = text
-        .split("held for review: approval ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let id = approval_id_in(&String::from_utf8_lossy(notice.body())).unwrap();
     drop(raw);
     wait_for_state(&stack, &id, "withdrawn").await;
 
@@ -699,38 +656,25 @@ async fn a_client_that_leaves_or_cancels_withdraws_the_request() {
     assert!(replay.contains("canceling statement"), "{replay}");
     // The disconnected client's session is on record too.
     replay_containing(&stack, &["APPROVAL withdrawn", "the client disconnected"]).await;
-    assert_eq!(backfill_rows(&stack).await, 10);
+    assert_eq!(backfill_rows(&stack.pg).await, 10);
     // A withdrawn approval cannot be approved any more.
-    let bob = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, out) = palisade(
-        &stack.fixture,
-        &stack.pdp.url(),
-        &bob,
-        &["approvals", "approve", &id],
-    )
-    .await
-    .unwrap();
+    let (ok, out) = as_dba(&stack, &stack.pdp.url(), &["approvals", "approve", &id]).await;
     assert!(!ok, "{out}");
 }
 
 #[tokio::test]
 async fn the_pdp_going_away_while_waiting_fails_closed() {
-    let fixture = Fixture::new().unwrap();
-    let pg = TestPostgres::start().await.unwrap();
-    seed_example(&pg).await.unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let mut pdp = PdpProcess::start(&fixture, addr).await.unwrap();
-    let config = agent_config(&fixture, &pdp.url(), &pg).unwrap();
-    let agent = RunningAgent::start(config, fixture.certs.ca.cert.clone())
-        .await
+    let mut stack = PdpProcessStack::start().await.unwrap();
+    let token = stack
+        .fixture
+        .token("ci-job-42", &["ci-generated-code"])
         .unwrap();
-    let token = fixture.token("ci-job-42", &["ci-generated-code"]).unwrap();
-    let (ci, mut notices) = connect_with_notices(&agent.conninfo(&token), &agent.ca)
+    let (ci, mut notices) = connect_with_notices(&stack.agent.conninfo(&token), &stack.agent.ca)
         .await
         .unwrap();
     let waiting = tokio::spawn(async move { ci.simple_query(HELD).await });
     let _ = held_notice(&mut notices).await.unwrap();
-    pdp.kill().await.unwrap();
+    stack.pdp.kill().await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(30), waiting)
         .await
         .expect("a clear error, not a hang")
@@ -738,67 +682,35 @@ async fn the_pdp_going_away_while_waiting_fails_closed() {
         .unwrap_err();
     let message = e.as_db_error().unwrap().message().to_owned();
     assert!(message.contains("unreachable"), "{message}");
-    let rows: i64 = pg
-        .connect("prod")
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM migrations_tmp.backfill", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 10);
+    assert_eq!(backfill_rows(&stack.pg).await, 10);
 }
 
 #[tokio::test]
 async fn an_approval_on_one_replica_releases_a_statement_waiting_on_another() {
-    let stack = Stack::start_configured(
-        |pdp, pg| {
-            pdp.audit = AuditConfig::Postgres {
-                conninfo: pg.connection_string("audit"),
-            };
-        },
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let stack = Stack::start_configured(|pdp, pg| pdp.audit = postgres_audit(pg), |_| {})
+        .await
+        .unwrap();
     // Replica B: same store, its own port; the agent only knows replica A.
     let mut config = stack.fixture.pdp_config();
-    config.audit = AuditConfig::Postgres {
-        conninfo: stack.pg.connection_string("audit"),
-    };
+    config.audit = postgres_audit(&stack.pg);
     let replica_b = RunningPdp::start(config).await.unwrap();
 
     let (ci, mut notices) = ci_client(&stack).await;
     let waiting = tokio::spawn(async move { ci.simple_query(HELD).await });
     let (id, _) = held_notice(&mut notices).await.unwrap();
-    let reviewer = stack.fixture.token("bob", &["dba"]).unwrap();
-    let (ok, list) = palisade(
-        &stack.fixture,
-        &replica_b.url(),
-        &reviewer,
-        &["approvals", "list"],
-    )
-    .await
-    .unwrap();
+    let (ok, list) = as_dba(&stack, &replica_b.url(), &["approvals", "list"]).await;
     assert!(
         ok && list.contains(&id),
         "replica B sees the pending approval: {list}"
     );
-    let (ok, out) = palisade(
-        &stack.fixture,
-        &replica_b.url(),
-        &reviewer,
-        &["approvals", "approve", &id],
-    )
-    .await
-    .unwrap();
+    let (ok, out) = as_dba(&stack, &replica_b.url(), &["approvals", "approve", &id]).await;
     assert!(ok, "{out}");
     tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
         .expect("released by the other replica")
         .unwrap()
         .unwrap();
-    assert_eq!(backfill_rows(&stack).await, 0);
+    assert_eq!(backfill_rows(&stack.pg).await, 0);
     assert_eq!(state_of(&stack, &replica_b.url(), &id).await, "consumed");
     replica_b.stop().await;
 }

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use integration::agent::{AgentProcess, Stack, seed_example};
 use integration::clients::run_pg_program;
+use integration::database::postgres_audit;
 use integration::ports::free_port;
 use integration::postgres::TestPostgres;
 use integration::stack::{Fixture, PdpProcess, bin_dir};
 use palisade_pdp::audit::{AuditStore, SessionFilter};
-use palisade_pdp::config::AuditConfig;
 use palisade_proto::v1 as pb;
 
 async fn wait_for_session_end(store: &dyn AuditStore, expected: usize) -> Vec<pb::SessionSummary> {
@@ -78,16 +78,9 @@ async fn sessions_are_recorded_replayed_and_verified_embedded() {
 
 #[tokio::test]
 async fn sessions_are_recorded_replayed_and_verified_postgres() {
-    let stack = Stack::start_configured(
-        |pdp, pg| {
-            pdp.audit = AuditConfig::Postgres {
-                conninfo: pg.connection_string("audit"),
-            }
-        },
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let stack = Stack::start_configured(|pdp, pg| pdp.audit = postgres_audit(pg), |_| {})
+        .await
+        .unwrap();
     record_replay_verify(stack, Tamper::PostgresRow).await;
 }
 

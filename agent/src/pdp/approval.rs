@@ -18,6 +18,11 @@ fn error(status: &tonic::Status) -> PdpError {
     }
 }
 
+/// The approval an answer carries; an answer without one is malformed.
+fn carried(approval: Option<pb::Approval>) -> Result<pb::Approval, PdpError> {
+    approval.ok_or_else(|| PdpError::BadAnswer("no approval in the answer".into()))
+}
+
 /// Whether an error is the PDP answering (rather than being unreachable).
 fn answered(status: &tonic::Status) -> bool {
     matches!(
@@ -72,19 +77,17 @@ impl PdpClient {
                 .map(|a| palisade_proto::convert::attributes_to_pb(a))
                 .collect(),
         };
-        let response = self
+        let approval = self
             .approval_call(|mut c| {
                 let request = request.clone();
                 async move {
                     c.request_approval(request)
                         .await
-                        .map(tonic::Response::into_inner)
+                        .map(|r| r.into_inner().approval)
                 }
             })
             .await?;
-        response
-            .approval
-            .ok_or_else(|| PdpError::BadAnswer("no approval in the answer".into()))
+        carried(approval)
     }
 
     /// A stream of the approval's states until it is final.
@@ -118,15 +121,13 @@ impl PdpClient {
             reason: reason.to_owned(),
             session_id: session_id.to_owned(),
         };
-        let response = self
+        let approval = self
             .approval_call(|mut c| {
                 let request = request.clone();
-                async move { c.withdraw(request).await.map(tonic::Response::into_inner) }
+                async move { c.withdraw(request).await.map(|r| r.into_inner().approval) }
             })
             .await?;
-        response
-            .approval
-            .ok_or_else(|| PdpError::BadAnswer("no approval in the answer".into()))
+        carried(approval)
     }
 
     /// Marks an approved approval used, for this session and exactly this
@@ -143,18 +144,16 @@ impl PdpClient {
             session_id: session_id.to_owned(),
             statement: statement.to_owned(),
         };
-        let response = self
+        let approval = self
             .approval_call(|mut c| {
                 let request = request.clone();
                 async move {
                     c.consume_approval(request)
                         .await
-                        .map(tonic::Response::into_inner)
+                        .map(|r| r.into_inner().approval)
                 }
             })
             .await?;
-        response
-            .approval
-            .ok_or_else(|| PdpError::BadAnswer("no approval in the answer".into()))
+        carried(approval)
     }
 }

@@ -7,10 +7,41 @@ use std::time::{Duration, SystemTime};
 use palisade_proto::v1 as pb;
 
 use super::transition::{self, timestamp};
-use super::{ApprovalError, ApprovalStore};
+use super::{ApprovalError, ApprovalStore, Change};
 
 fn check(ok: bool, what: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what.to_owned()) }
+}
+
+/// Applies `change` to approval `id`: it must succeed and leave the approval
+/// in `state`, which is returned for further checks.
+async fn step(
+    store: &dyn ApprovalStore,
+    id: &str,
+    change: Change<'_>,
+    state: pb::ApprovalState,
+    what: &str,
+) -> Result<pb::Approval, String> {
+    let approval = store.update(id, change).await.map_err(|e| e.to_string())?;
+    check(approval.state() == state, what)?;
+    Ok(approval)
+}
+
+/// Applies `change` to approval `id`: the store must refuse it with the kind
+/// of error `kind` builds (`ApprovalError::Conflict`, `ApprovalError::Forbidden`,
+/// ...; only the variant is compared, not the message).
+async fn refused(
+    store: &dyn ApprovalStore,
+    id: &str,
+    change: Change<'_>,
+    kind: fn(String) -> ApprovalError,
+    what: &str,
+) -> Result<(), String> {
+    let expected = std::mem::discriminant(&kind(String::new()));
+    check(
+        matches!(store.update(id, change).await, Err(e) if std::mem::discriminant(&e) == expected),
+        what,
+    )
 }
 
 /// A pending approval for tests, requested by `requester` in `session`.
@@ -58,167 +89,133 @@ pub async fn conformance(store: &dyn ApprovalStore) -> Result<(), String> {
         store.get("no-such-id").await.map_err(e)?.is_none(),
         "unknown id is None",
     )?;
-    check(
-        matches!(
-            store.update("no-such-id", &|_| Ok(())).await,
-            Err(ApprovalError::NotFound(_))
-        ),
+    refused(
+        store,
+        "no-such-id",
+        &|_| Ok(()),
+        ApprovalError::NotFound,
         "update of an unknown id is NotFound",
-    )?;
+    )
+    .await?;
 
     // the requester never reviews; a refused change writes nothing
-    let r = store
-        .update(&a.id, &|x| transition::review(x, "ci", true, "me", now))
-        .await;
-    check(
-        matches!(r, Err(ApprovalError::Forbidden(_))),
+    refused(
+        store,
+        &a.id,
+        &|x| transition::review(x, "ci", true, "me", now),
+        ApprovalError::Forbidden,
         "self-approval is refused",
-    )?;
+    )
+    .await?;
     check(
         store.get(&a.id).await.map_err(e)?.map(|x| x.state()) == Some(pb::ApprovalState::Pending),
         "a refused change leaves the approval pending",
     )?;
 
     // approve, then a second decision conflicts
-    let approved = store
-        .update(&a.id, &|x| {
-            transition::review(x, "bob", true, "looks fine", now)
-        })
-        .await
-        .map_err(e)?;
-    check(
-        approved.state() == pb::ApprovalState::Approved,
+    let approved = step(
+        store,
+        &a.id,
+        &|x| transition::review(x, "bob", true, "looks fine", now),
+        pb::ApprovalState::Approved,
         "approve sets approved",
-    )?;
+    )
+    .await?;
     check(
         approved.decided_by == "bob" && approved.reason == "looks fine",
         "reviewer and reason kept",
     )?;
-    check(
-        matches!(
-            store
-                .update(&a.id, &|x| transition::review(x, "carol", false, "no", now))
-                .await,
-            Err(ApprovalError::Conflict(_))
-        ),
+    refused(
+        store,
+        &a.id,
+        &|x| transition::review(x, "carol", false, "no", now),
+        ApprovalError::Conflict,
         "a decided approval cannot be decided again",
-    )?;
+    )
+    .await?;
 
     // consume: bound to session and text, single use
-    check(
-        matches!(
-            store
-                .update(&a.id, &|x| transition::consume(
-                    x,
-                    "s2",
-                    "DELETE FROM t",
-                    now
-                ))
-                .await,
-            Err(ApprovalError::Forbidden(_))
-        ),
+    refused(
+        store,
+        &a.id,
+        &|x| transition::consume(x, "s2", "DELETE FROM t", now),
+        ApprovalError::Forbidden,
         "another session cannot consume",
-    )?;
-    check(
-        matches!(
-            store
-                .update(&a.id, &|x| transition::consume(
-                    x,
-                    "s1",
-                    "DELETE FROM u",
-                    now
-                ))
-                .await,
-            Err(ApprovalError::Forbidden(_))
-        ),
+    )
+    .await?;
+    refused(
+        store,
+        &a.id,
+        &|x| transition::consume(x, "s1", "DELETE FROM u", now),
+        ApprovalError::Forbidden,
         "another statement cannot consume",
-    )?;
-    let used = store
-        .update(&a.id, &|x| {
-            transition::consume(x, "s1", "DELETE FROM t", now)
-        })
-        .await
-        .map_err(e)?;
-    check(
-        used.state() == pb::ApprovalState::Consumed,
+    )
+    .await?;
+    step(
+        store,
+        &a.id,
+        &|x| transition::consume(x, "s1", "DELETE FROM t", now),
+        pb::ApprovalState::Consumed,
         "consume sets consumed",
-    )?;
-    check(
-        matches!(
-            store
-                .update(&a.id, &|x| transition::consume(
-                    x,
-                    "s1",
-                    "DELETE FROM t",
-                    now
-                ))
-                .await,
-            Err(ApprovalError::Conflict(_))
-        ),
+    )
+    .await?;
+    refused(
+        store,
+        &a.id,
+        &|x| transition::consume(x, "s1", "DELETE FROM t", now),
+        ApprovalError::Conflict,
         "an approval is used once",
-    )?;
+    )
+    .await?;
 
     // deny, withdraw, expire
     let d = sample("s1", "ci", "UPDATE t SET x = 1", hour);
     store.insert(d.clone()).await.map_err(e)?;
-    let denied = store
-        .update(&d.id, &|x| {
-            transition::review(x, "bob", false, "not now", now)
-        })
-        .await
-        .map_err(e)?;
-    check(
-        denied.state() == pb::ApprovalState::Denied,
+    step(
+        store,
+        &d.id,
+        &|x| transition::review(x, "bob", false, "not now", now),
+        pb::ApprovalState::Denied,
         "deny sets denied",
-    )?;
-    check(
-        matches!(
-            store
-                .update(&d.id, &|x| transition::consume(
-                    x,
-                    "s1",
-                    "UPDATE t SET x = 1",
-                    now
-                ))
-                .await,
-            Err(ApprovalError::Conflict(_))
-        ),
+    )
+    .await?;
+    refused(
+        store,
+        &d.id,
+        &|x| transition::consume(x, "s1", "UPDATE t SET x = 1", now),
+        ApprovalError::Conflict,
         "a denied approval cannot be consumed",
-    )?;
+    )
+    .await?;
     let w = sample("s1", "ci", "DELETE FROM w", hour);
     store.insert(w.clone()).await.map_err(e)?;
-    check(
-        matches!(
-            store
-                .update(&w.id, &|x| transition::withdraw(x, "s9", "gone", now))
-                .await,
-            Err(ApprovalError::Forbidden(_))
-        ),
+    refused(
+        store,
+        &w.id,
+        &|x| transition::withdraw(x, "s9", "gone", now),
+        ApprovalError::Forbidden,
         "another session cannot withdraw",
-    )?;
-    let withdrawn = store
-        .update(&w.id, &|x| {
-            transition::withdraw(x, "s1", "client gone", now)
-        })
-        .await
-        .map_err(e)?;
-    check(
-        withdrawn.state() == pb::ApprovalState::Withdrawn,
+    )
+    .await?;
+    step(
+        store,
+        &w.id,
+        &|x| transition::withdraw(x, "s1", "client gone", now),
+        pb::ApprovalState::Withdrawn,
         "withdraw sets withdrawn",
-    )?;
+    )
+    .await?;
     let x = sample("s1", "ci", "DELETE FROM x", Duration::from_millis(1));
     store.insert(x.clone()).await.map_err(e)?;
     let later = now + Duration::from_secs(1);
-    let reviewed = store
-        .update(&x.id, &|y| {
-            transition::review(y, "bob", true, "late", later)
-        })
-        .await
-        .map_err(e)?;
-    check(
-        reviewed.state() == pb::ApprovalState::Expired,
+    step(
+        store,
+        &x.id,
+        &|y| transition::review(y, "bob", true, "late", later),
+        pb::ApprovalState::Expired,
         "a late review finds it expired",
-    )?;
+    )
+    .await?;
 
     // notification failures are kept
     let n = store

@@ -83,16 +83,23 @@ pub fn review(
     if due(a, now) {
         return expire(a, now);
     }
-    if a.state() != S::Pending {
-        return Err(ApprovalError::Conflict(format!(
-            "approval {} is already {}",
-            a.id,
-            state_name(a.state())
-        )));
-    }
+    still_pending(a)?;
     let state = if approve { S::Approved } else { S::Denied };
     finish(a, state, reviewer, reason, now);
     Ok(())
+}
+
+/// Only a pending approval can be decided or withdrawn: anything else has
+/// already been settled, and the first step wins.
+fn still_pending(a: &pb::Approval) -> Result<(), ApprovalError> {
+    if a.state() == S::Pending {
+        return Ok(());
+    }
+    Err(ApprovalError::Conflict(format!(
+        "approval {} is already {}",
+        a.id,
+        state_name(a.state())
+    )))
 }
 
 /// The requesting session withdraws a pending approval.
@@ -107,13 +114,7 @@ pub fn withdraw(
             "only the session that asked may withdraw an approval".to_owned(),
         ));
     }
-    if a.state() != S::Pending {
-        return Err(ApprovalError::Conflict(format!(
-            "approval {} is already {}",
-            a.id,
-            state_name(a.state())
-        )));
-    }
+    still_pending(a)?;
     finish(a, S::Withdrawn, "", reason, now);
     Ok(())
 }

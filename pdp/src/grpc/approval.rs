@@ -14,7 +14,7 @@ use tracing::info;
 use super::convert;
 use crate::approvals::transition::{self, time_of, timestamp};
 use crate::approvals::webhook::Notifier;
-use crate::approvals::{ApprovalError, ApprovalStore, is_final, review};
+use crate::approvals::{ApprovalError, ApprovalStore, Change, is_final, review};
 use crate::engine::{Effect, Principal};
 use crate::oidc::Verifier;
 use crate::sessions::Sessions;
@@ -73,6 +73,15 @@ impl ApprovalApi {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Applies `change` to the stored approval and wakes this replica's
+    /// watchers, so a watcher never waits a poll interval for a change made
+    /// here.
+    async fn change(&self, id: &str, change: Change<'_>) -> Result<pb::Approval, Status> {
+        let approval = self.store.update(id, change).await.map_err(status)?;
+        self.bump();
+        Ok(approval)
+    }
+
     async fn reviewer(&self, token: &str) -> Result<Principal, Status> {
         if token.is_empty() {
             return Err(Status::unauthenticated(
@@ -102,13 +111,9 @@ impl ApprovalApi {
             .map_err(status)?
             .ok_or_else(|| Status::not_found(format!("no approval `{id}`")))?;
         if transition::due(&a, SystemTime::now()) {
-            let a = self
-                .store
-                .update(id, &|x| transition::expire(x, SystemTime::now()))
-                .await
-                .map_err(status)?;
-            self.bump();
-            return Ok(a);
+            return self
+                .change(id, &|x| transition::expire(x, SystemTime::now()))
+                .await;
         }
         Ok(a)
     }
@@ -150,13 +155,10 @@ impl ApprovalApi {
             )));
         }
         let updated = self
-            .store
-            .update(id, &|a| {
+            .change(id, &|a| {
                 transition::review(a, &reviewer.id, approve, reason, SystemTime::now())
             })
-            .await
-            .map_err(status)?;
-        self.bump();
+            .await?;
         if updated.state() == pb::ApprovalState::Expired {
             return Err(Status::failed_precondition(format!(
                 "approval {id} expired before the review"
@@ -410,13 +412,10 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<pb::WithdrawResponse>, Status> {
         let r = request.into_inner();
         let approval = self
-            .store
-            .update(&r.approval_id, &|a| {
+            .change(&r.approval_id, &|a| {
                 transition::withdraw(a, &r.session_id, &r.reason, SystemTime::now())
             })
-            .await
-            .map_err(status)?;
-        self.bump();
+            .await?;
         info!(approval = %r.approval_id, reason = %r.reason, "approval withdrawn");
         Ok(Response::new(pb::WithdrawResponse {
             approval: Some(approval),
@@ -429,13 +428,10 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<pb::ConsumeApprovalResponse>, Status> {
         let r = request.into_inner();
         let approval = self
-            .store
-            .update(&r.approval_id, &|a| {
+            .change(&r.approval_id, &|a| {
                 transition::consume(a, &r.session_id, &r.statement, SystemTime::now())
             })
-            .await
-            .map_err(status)?;
-        self.bump();
+            .await?;
         info!(approval = %r.approval_id, session = %r.session_id, "approval consumed");
         Ok(Response::new(pb::ConsumeApprovalResponse {
             approval: Some(approval),
