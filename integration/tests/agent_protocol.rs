@@ -287,3 +287,43 @@ async fn idle_sessions_are_ended_with_a_clear_error() {
     assert_eq!(sqlstate(&e).as_deref(), Some("57P05"));
     assert!(idle.closed_within(Duration::from_secs(5)).await);
 }
+
+/// A large result sent to a client that reads slowly over TLS arrives whole:
+/// TLS takes what the socket cannot yet, and the agent must flush it rather
+/// than leave the end of the result waiting for a write that never comes.
+#[tokio::test]
+async fn a_large_result_reaches_a_slow_tls_reader_whole() {
+    let stack = Stack::start().await.unwrap();
+    let token = stack.dba_token().unwrap();
+    for round in 0..3 {
+        let mut c = RawClient::tls(stack.agent.addr, &stack.agent.ca)
+            .await
+            .unwrap();
+        c.startup(0, &[("user", "dba"), ("database", "prod")], &token)
+            .await
+            .unwrap();
+        let mut out = BytesMut::new();
+        write::query(
+            &mut out,
+            "SELECT g, repeat('x', 2000) FROM generate_series(1, 5000) g",
+        )
+        .unwrap();
+        c.send(&out).await.unwrap();
+        // Let the socket buffers fill before reading anything.
+        tokio::time::sleep(Duration::from_millis(300 * (round + 1))).await;
+        let mut rows = 0;
+        loop {
+            let f = c
+                .recv_within(Duration::from_secs(20))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: stalled after {rows} rows"));
+            match f.tag() {
+                b'D' => rows += 1,
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        assert_eq!(rows, 5000, "round {round}");
+    }
+}

@@ -166,6 +166,7 @@ async fn connect_inner(p: UpstreamParams<'_>) -> Result<Upstream, BackendError> 
     startup.extend(p.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     write::startup_message(&mut out, &startup)?;
     stream.write_all(&out).await.map_err(io(&addr))?;
+    stream.flush().await.map_err(io(&addr))?;
     out.clear();
 
     let mut conn = FrameReader::new(stream);
@@ -224,6 +225,7 @@ async fn connect_inner(p: UpstreamParams<'_>) -> Result<Upstream, BackendError> 
                 }
                 if !out.is_empty() {
                     conn.stream.write_all(&out).await.map_err(io(&addr))?;
+                    conn.stream.flush().await.map_err(io(&addr))?;
                     out.clear();
                 }
             }

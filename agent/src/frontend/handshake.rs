@@ -159,7 +159,7 @@ pub async fn accept(
         return Err((Some(stream), AgentError::Codec(e)));
     }
     write::authentication_cleartext_password(&mut out);
-    if let Err(e) = stream.write_all(&out).await {
+    if let Err(e) = write_flushed(&mut stream, &out).await {
         return Err((None, AgentError::Io(e)));
     }
     let mut codec = FrameCodec::new(max_message.min(64 * 1024));
@@ -231,4 +231,11 @@ pub async fn refuse(stream: &mut Stream, error: &AgentError) {
         let _ = stream.write_all(&out).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// Writes `bytes` and flushes them onto the socket (TLS buffers what the
+/// socket cannot take yet).
+async fn write_flushed(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }

@@ -473,7 +473,8 @@ async fn flush(upstream: &mut WriteHalf<Stream>, out: &mut BytesMut) -> bool {
     if out.is_empty() {
         return true;
     }
-    let ok = upstream.write_all(out).await.is_ok();
+    // Flushed too: a TLS upstream buffers what the socket cannot take yet.
+    let ok = upstream.write_all(out).await.is_ok() && upstream.flush().await.is_ok();
     out.clear();
     ok
 }

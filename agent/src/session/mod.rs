@@ -218,7 +218,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
         let _ = write::backend_key_data(&mut greeting, c.process_id, &c.secret);
     }
     write::ready_for_query(&mut greeting, TransactionStatus::Idle);
-    if hello.stream.write_all(&greeting).await.is_err() {
+    if hello.stream.write_all(&greeting).await.is_err() || hello.stream.flush().await.is_err() {
         ctx.pdp
             .close_session(&grant.session_id, "client_disconnected")
             .await;

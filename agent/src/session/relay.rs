@@ -235,7 +235,10 @@ pub async fn run(
             out.extend_from_slice(frame.raw());
         }
         if !out.is_empty() {
-            if client.write_all(&out).await.is_err() {
+            // Flushed too: TLS accepts what it cannot send yet into its own
+            // buffer, where the end of a large result would otherwise wait
+            // for a write that never comes.
+            if send(client, &out).await.is_err() {
                 return End::ClientGone;
             }
             out.clear();
@@ -247,7 +250,7 @@ pub async fn run(
             },
             message = injected.recv() => match message {
                 Some(bytes) => {
-                    if client.write_all(&bytes).await.is_err() {
+                    if send(client, &bytes).await.is_err() {
                         return End::ClientGone;
                     }
                 }
@@ -255,6 +258,12 @@ pub async fn run(
             },
         }
     }
+}
+
+/// Writes `bytes` and flushes them onto the socket.
+async fn send(client: &mut WriteHalf<Stream>, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
 }
 
 fn provenance(p: &Pending) -> Provenance<'_> {
