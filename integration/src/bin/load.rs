@@ -55,6 +55,9 @@ struct Args {
     dba_every: usize,
     /// Only these kinds of the cycle (all when empty).
     kinds: Vec<String>,
+    /// Clients connect to PostgreSQL directly (no TLS, no agent; the
+    /// `refused` kind is skipped), as a baseline for the same machine.
+    direct: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -65,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
         sample: Duration::from_secs(10),
         dba_every: 10,
         kinds: Vec::new(),
+        direct: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -77,9 +81,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sample-seconds" => a.sample = Duration::from_secs_f64(value()?.parse()?),
             "--dba-every" => a.dba_every = value()?.parse()?,
             "--kinds" => a.kinds = value()?.split(',').map(str::to_owned).collect(),
+            "--direct" => a.direct = true,
             "-h" | "--help" => {
                 println!(
-                    "load [--sessions 500] [--minutes 3 | --seconds S] [--think-ms 100] [--sample-seconds 10] [--dba-every 10] [--kinds read,prepared,write,refused,copy_out,copy_in]"
+                    "load [--sessions 500] [--minutes 3 | --seconds S] [--think-ms 100] [--sample-seconds 10] [--dba-every 10] [--kinds read,prepared,write,refused,copy_out,copy_in] [--direct]"
                 );
                 std::process::exit(0);
             }
@@ -229,6 +234,8 @@ struct Plan {
     done: AtomicU64,
     /// Only these kinds (all when empty).
     kinds: Vec<String>,
+    /// Straight to PostgreSQL: nothing is refused there.
+    direct: bool,
 }
 
 async fn session(client: tokio_postgres::Client, n: usize, dba: bool, plan: Arc<Plan>) -> Tally {
@@ -238,6 +245,7 @@ async fn session(client: tokio_postgres::Client, n: usize, dba: bool, plan: Arc<
         think,
         ref done,
         ref kinds,
+        direct,
     } = *plan;
     let mut tally = Tally::default();
     let prepared = match client
@@ -257,7 +265,8 @@ async fn session(client: tokio_postgres::Client, n: usize, dba: bool, plan: Arc<
     tokio::time::sleep_until((start + offset).into()).await;
     while Instant::now() < until {
         let kind = CYCLE[(i as usize) % CYCLE.len()];
-        if !kinds.is_empty() && !kinds.iter().any(|k| k == kind) {
+        if (!kinds.is_empty() && !kinds.iter().any(|k| k == kind)) || (direct && kind == "refused")
+        {
             i += 1;
             continue;
         }
@@ -365,19 +374,32 @@ async fn main() -> anyhow::Result<()> {
     let mut connecting = Vec::new();
     for n in 0..args.sessions {
         let dba = args.dba_every > 0 && n % args.dba_every == args.dba_every - 1;
-        let conninfo = format!(
-            "{} application_name=load-{n}",
-            agent.conninfo(if dba { &dba_token } else { &ci_token })
-        );
+        let conninfo = if args.direct {
+            format!("{} application_name=load-{n}", pg.connection_string("prod"))
+        } else {
+            format!(
+                "{} application_name=load-{n}",
+                agent.conninfo(if dba { &dba_token } else { &ci_token })
+            )
+        };
+        let direct = args.direct;
         let gate = gate.clone();
         let ca = ca.clone();
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
             let began = Instant::now();
-            let r = tokio::time::timeout(
-                Duration::from_secs(60),
-                integration::clients::connect(&conninfo, &ca),
-            )
+            let r = tokio::time::timeout(Duration::from_secs(60), async {
+                if direct {
+                    let (client, connection) =
+                        tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Ok(client)
+                } else {
+                    integration::clients::connect(&conninfo, &ca).await
+                }
+            })
             .await;
             (n, dba, began.elapsed(), r)
         }));
@@ -411,6 +433,7 @@ async fn main() -> anyhow::Result<()> {
         think: args.think,
         done: AtomicU64::new(0),
         kinds: args.kinds.clone(),
+        direct: args.direct,
     });
     let mut tasks = Vec::new();
     for (n, dba, client) in clients {
@@ -468,7 +491,12 @@ async fn main() -> anyhow::Result<()> {
     let unexpected: u64 = total.unexpected.values().map(|(n, _)| n).sum();
     println!();
     println!(
-        "Load: {} sessions ({} dba), {:.0} s, think {} ms, agent pid {pid}",
+        "Load{}: {} sessions ({} dba), {:.0} s, think {} ms, agent pid {pid}",
+        if args.direct {
+            " DIRECT to PostgreSQL (baseline: no agent, no TLS, nothing refused)"
+        } else {
+            ""
+        },
         args.sessions,
         args.sessions.checked_div(args.dba_every).unwrap_or(0),
         elapsed,
@@ -581,6 +609,7 @@ async fn main() -> anyhow::Result<()> {
     }
     json_lines.push(json!({
         "type": "summary",
+        "direct": args.direct,
         "sessions": args.sessions,
         "seconds": elapsed,
         "think_ms": args.think.as_millis() as u64,
@@ -611,7 +640,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("the agent did not shut down cleanly: {status}");
     }
     // Every session and statement is on record, once.
-    if audit_sessions != connected || audit_statements != ran {
+    if !args.direct && (audit_sessions != connected || audit_statements != ran) {
         bail!(
             "the audit store holds {audit_sessions} sessions and {audit_statements} statements; the clients had {connected} sessions and ran {ran} statements"
         );
