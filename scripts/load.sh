@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh >/dev/null 2>&1 || true
-cargo build --release -p palisade-agent --bin palisade-agent -p integration --bin load
+cargo build --release -p palisade-agent --bin palisade-agent -p palisade-pdp --bin palisade-pdp -p integration --bin load
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
     args=(--sessions 500 --minutes 3)

@@ -2,8 +2,8 @@
 //! mixed work, with the agent's memory sampled as it goes.
 //!
 //! Starts a throwaway PostgreSQL (`max_connections` above the session
-//! count), the PDP (in this process) and one agent as its own process (the
-//! `palisade-agent` binary next to this one, so a release build measures a
+//! count), the PDP and one agent, each as its own process (the
+//! `palisade-pdp` and `palisade-agent` binaries next to this one, so a release build measures a
 //! release agent, and its RSS can be read from `/proc`). Then `--sessions`
 //! tokio-postgres sessions over TLS (one in ten a dba, the rest the CI
 //! identity of the example policies) each cycle through: reads (simple
@@ -32,8 +32,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use integration::agent::{AgentProcess, AgentProcessOptions, seed_example};
 use integration::postgres::{PostgresOptions, TestPostgres};
-use integration::stack::{Fixture, RunningPdp};
-use palisade_pdp::audit::SessionFilter;
+use integration::stack::{Fixture, PdpProcess};
+use palisade_pdp::audit::{AuditStore, EmbeddedStore, SessionFilter};
 use serde_json::json;
 
 /// The kinds of work, in the order of the table.
@@ -341,7 +341,11 @@ async fn main() -> anyhow::Result<()> {
         "CREATE TABLE migrations_tmp.load_rows (session int, n bigint, note text)",
     )
     .await?;
-    let pdp = RunningPdp::start(fixture.pdp_config()).await?;
+    let mut pdp = PdpProcess::start(
+        &fixture,
+        std::net::SocketAddr::from(([127, 0, 0, 1], integration::ports::free_port()?)),
+    )
+    .await?;
     let agent_addr = std::net::SocketAddr::from(([127, 0, 0, 1], integration::ports::free_port()?));
     let spool = fixture.dir.path().join("agent-spool");
     let mut agent = AgentProcess::start_configured(
@@ -474,7 +478,11 @@ async fn main() -> anyhow::Result<()> {
     agent.signal("TERM").await?;
     let status = agent.wait(Duration::from_secs(120)).await?;
     let flushed_in = flush_began.elapsed();
-    let summaries = pdp.audit.list_sessions(&SessionFilter::default()).await?;
+    // The PDP has acknowledged everything the agent flushed; read its store
+    // once it is gone.
+    pdp.kill().await?;
+    let store = EmbeddedStore::open(&fixture.dir.path().join("audit"))?;
+    let summaries = store.list_sessions(&SessionFilter::default()).await?;
     let audit_sessions = summaries
         .iter()
         .filter(|s| !s.end_reason.is_empty())
@@ -629,7 +637,6 @@ async fn main() -> anyhow::Result<()> {
     for line in &json_lines {
         println!("{line}");
     }
-    pdp.stop().await;
     if unexpected > 0 {
         bail!("{unexpected} statements failed unexpectedly");
     }
