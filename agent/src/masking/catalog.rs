@@ -305,7 +305,16 @@ impl Catalog {
         if let Some(s) = self.cached(masks, generation) {
             return Ok(s);
         }
-        let snapshot = Arc::new(self.load(masks).await?);
+        // One load at a time over the catalog connection; every session
+        // that waited for it then finds its result (without this, all
+        // sessions of a target reloaded one after another whenever the
+        // snapshot aged or DDL passed: seconds of stall under load).
+        let mut client = self.client.lock().await;
+        let generation = self.generation.load(Ordering::Relaxed);
+        if let Some(s) = self.cached(masks, generation) {
+            return Ok(s);
+        }
+        let snapshot = Arc::new(self.load(&mut client, masks).await?);
         self.lock().insert(
             masks.to_vec(),
             Cached {
@@ -330,8 +339,11 @@ impl Catalog {
             .then(|| c.snapshot.clone())
     }
 
-    async fn load(&self, masks: &[MaskedColumn]) -> Result<Snapshot, CatalogError> {
-        let mut guard = self.client.lock().await;
+    async fn load(
+        &self,
+        guard: &mut Option<tokio_postgres::Client>,
+        masks: &[MaskedColumn],
+    ) -> Result<Snapshot, CatalogError> {
         if guard.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
             *guard = Some(self.connect().await?);
         }
