@@ -13,7 +13,7 @@
 //! database of the same cluster are not cleaned up here.
 
 mod secret;
-mod sql;
+pub(crate) mod sql;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -344,7 +344,7 @@ impl Hold {
             "palisade: statement held for review: approval {} needs the approval of {}; waiting until {}",
             a.id,
             a.reviewers.join(", "),
-            rfc3339(time_of(a.deadline.as_ref()))
+            crate::credentials::sql::rfc3339(time_of(a.deadline.as_ref()))
         );
         let detail = format!(
             "policy {}: {}",
@@ -380,7 +380,7 @@ fn expired(a: &pb::Approval, held: &Refusal) -> Refusal {
         format!(
             "palisade: statement not run: approval {} expired at {} without a review",
             a.id,
-            rfc3339(time_of(a.deadline.as_ref()))
+            crate::credentials::sql::rfc3339(time_of(a.deadline.as_ref()))
         ),
         held.detail.clone(),
         a.policies.clone(),
@@ -440,25 +440,6 @@ fn time_of(t: Option<&prost_types::Timestamp>) -> SystemTime {
     }
 }
 
-/// `2026-11-29T01:02:03Z`.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let days = secs / 86_400;
-    let rest = secs % 86_400;
-    let (h, m, s) = (rest / 3600, (rest % 3600) / 60, rest % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +455,7 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_utc() {
+        use crate::credentials::sql::rfc3339;
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_913_123)),
