@@ -120,27 +120,12 @@ mod tests {
         reason = "tests fail on a broken assumption"
     )]
 
-    use std::path::PathBuf;
     use std::time::Duration;
 
     use super::*;
     use crate::engine::{Effect, Principal};
-    use crate::policy::{SCHEMA_FILE, load_dir};
-
-    fn example_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
-    }
-
-    fn dir_with(policy: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            example_dir().join(SCHEMA_FILE),
-            dir.path().join(SCHEMA_FILE),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("p.cedar"), policy).unwrap();
-        dir
-    }
+    use crate::policy::load_dir;
+    use crate::policy::test_dirs::{dir_with, example_dir};
 
     #[test]
     fn approval_timeout_is_read_and_checked() {

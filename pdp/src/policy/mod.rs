@@ -87,14 +87,35 @@ impl PolicySnapshot {
     }
 }
 
+/// Policy directories for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_dirs {
     use std::path::PathBuf;
 
-    fn example_dir() -> PathBuf {
+    use super::SCHEMA_FILE;
+
+    /// The example policies of the repository.
+    pub(crate) fn example_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
     }
+
+    /// A directory with the example schema and one policy file, `p.cedar`.
+    pub(crate) fn dir_with(policy: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            example_dir().join(SCHEMA_FILE),
+            dir.path().join(SCHEMA_FILE),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("p.cedar"), policy).unwrap();
+        dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_dirs::{dir_with, example_dir};
+    use super::*;
 
     #[test]
     fn the_example_policies_load() {
@@ -114,17 +135,6 @@ mod tests {
         );
         assert!(snapshot.target("prod").is_some());
         assert_eq!(snapshot.version.len(), 16);
-    }
-
-    fn dir_with(policy: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            example_dir().join(SCHEMA_FILE),
-            dir.path().join(SCHEMA_FILE),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("p.cedar"), policy).unwrap();
-        dir
     }
 
     #[test]
