@@ -31,6 +31,11 @@ pub struct AgentConfig {
     /// Inline masking of result columns.
     #[serde(default)]
     pub masking: MaskingSettings,
+    /// Threads that serve sessions. Default: one per CPU. On a host shared
+    /// with the database, fewer threads mean fewer cross-thread wake-ups
+    /// per statement (see README "Benchmarks").
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 /// How the agent masks result columns that policy keeps from a principal.
@@ -402,6 +407,9 @@ impl AgentConfig {
                     "targets.{name}: exactly one of password_file and password_env is required"
                 ));
             }
+        }
+        if self.worker_threads == Some(0) {
+            out.push("worker_threads: at least 1".to_owned());
         }
         if self.limits.max_message_bytes < 1024 {
             out.push("limits.max_message_bytes: at least 1024".to_owned());

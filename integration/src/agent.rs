@@ -96,6 +96,7 @@ pub fn agent_config(
         },
         agent_id: Some(agent.name.clone()),
         masking: Default::default(),
+        worker_threads: None,
     })
 }
 

@@ -52,14 +52,21 @@ const CONNECT_BATCH: usize = 50;
 
 const USAGE: &str = "\
 usage: bench [--rounds N] [--seconds S] [--only pgbench|rpc|memory[,...]] [--skip-memory]
-             [--scale N] [--connections N]
+             [--scale N] [--connections N] [--cases NAME[,...]]
+             [--agent-threads N] [--agent-no-audit]
 
   --rounds N        rounds of the pgbench cases, targets interleaved (default 2)
   --seconds S       duration of each pgbench run and of each RPC run (default 15)
   --only LIST       sections to run: pgbench, rpc, memory, all (default all)
   --skip-memory     leave out the idle-connection memory measurement
   --scale N         pgbench -i scale factor (default 10)
-  --connections N   idle client connections opened in the memory section (default 1000)";
+  --connections N   idle client connections opened in the memory section (default 1000)
+  --cases LIST      pgbench cases to run, by name (default all): select-simple-c1,
+                    select-extended-c1, select-prepared-c1, select-simple-c8,
+                    select-extended-c8, select-prepared-c8, tpcb-c8, rows100k-c1
+  --agent-threads N the agent's worker_threads (default: its own, one per CPU)
+  --agent-no-audit  run the agent with audit.disabled, to see what auditing costs
+                    (a diagnostic: the agent's normal configuration audits)";
 
 /// Command-line options.
 #[derive(Debug, Clone)]
@@ -71,6 +78,12 @@ struct Options {
     pgbench: bool,
     rpc: bool,
     memory: bool,
+    /// pgbench cases to run (empty: all).
+    cases: Vec<String>,
+    /// The agent's `worker_threads`.
+    agent_threads: Option<usize>,
+    /// Run the agent without its audit trail (diagnostic).
+    agent_no_audit: bool,
 }
 
 impl Options {
@@ -83,6 +96,9 @@ impl Options {
             pgbench: true,
             rpc: true,
             memory: true,
+            cases: Vec::new(),
+            agent_threads: None,
+            agent_no_audit: false,
         };
         let mut skip_memory = false;
         let mut args = std::env::args().skip(1);
@@ -127,6 +143,18 @@ impl Options {
                         }
                     }
                 }
+                "--cases" => {
+                    opts.cases = value("--cases")?
+                        .split(',')
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect();
+                }
+                "--agent-threads" => {
+                    opts.agent_threads =
+                        Some(parse_number(&value("--agent-threads")?, "--agent-threads")?);
+                }
+                "--agent-no-audit" => opts.agent_no_audit = true,
                 "--skip-memory" => skip_memory = true,
                 "-h" | "--help" => {
                     println!("{USAGE}");
@@ -150,6 +178,11 @@ fn parse_number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T> {
         .ok()
         .with_context(|| format!("{name}: {text:?} is not a number\n{USAGE}"))
 }
+
+// The same allocator as the agent and PDP binaries, for the PDP this
+// process hosts.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -280,6 +313,17 @@ fn print_machine(pg_bin: &Path, pgbouncer: Option<&Path>, opts: &Options) {
         if opts.rpc { " rpc" } else { "" },
         if opts.memory { " memory" } else { "" },
     );
+    if let Some(n) = opts.agent_threads {
+        println!("agent:      worker_threads = {n}");
+    }
+    if opts.agent_no_audit {
+        println!(
+            "agent:      audit.disabled = true (a diagnostic run: statements are NOT audited)"
+        );
+    }
+    if !opts.cases.is_empty() {
+        println!("cases:      {}", opts.cases.join(", "));
+    }
     println!(
         "note:       everything (PostgreSQL, pgbench, agent, PDP, pgbouncer) runs on these same \
          CPUs; proxy CPU competes with the database's"
@@ -456,7 +500,13 @@ struct AgentChild {
 }
 
 impl AgentChild {
-    async fn start(fixture: &Fixture, pdp_url: &str, pg: &TestPostgres, tag: &str) -> Result<Self> {
+    async fn start(
+        fixture: &Fixture,
+        pdp_url: &str,
+        pg: &TestPostgres,
+        tag: &str,
+        opts: &Options,
+    ) -> Result<Self> {
         let agent = fixture
             .certs
             .agents
@@ -469,8 +519,13 @@ impl AgentChild {
         std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))?;
         let addr: SocketAddr = ([127, 0, 0, 1], integration::ports::free_port()?).into();
         let config_path = dir.join("agent.toml");
+        let threads = opts
+            .agent_threads
+            .map(|n| format!("worker_threads = {n}\n"))
+            .unwrap_or_default();
         let toml = format!(
             r#"agent_id = "{name}"
+{threads}
 
 [listen]
 addr = "{addr}"
@@ -491,9 +546,13 @@ database = "{BENCH_DB}"
 user = "{pg_user}"
 password_file = "{password_file}"
 
+[audit]
+disabled = {no_audit}
+
 [audit.spool]
 dir = "{spool}"
 "#,
+            no_audit = opts.agent_no_audit,
             name = agent.name,
             tls_cert = agent.listener.cert.display(),
             tls_key = agent.listener.key.display(),
@@ -1054,7 +1113,7 @@ async fn pgbench_section(
         init_started.elapsed().as_secs_f64()
     );
 
-    let agent = AgentChild::start(fixture, &pdp.url(), pg, "pgbench").await?;
+    let agent = AgentChild::start(fixture, &pdp.url(), pg, "pgbench", opts).await?;
     println!(
         "agent: release palisade-agent process (pid {}) on {}; clients use TLS (sslmode=require) \
          and a dba token as password; decisions from the PDP over mutual TLS, cached by the \
@@ -1126,7 +1185,17 @@ async fn pgbench_section(
         &script,
         format!("SELECT * FROM pgbench_accounts LIMIT {STREAM_ROWS};\n"),
     )?;
-    let cases = cases(&script);
+    let mut cases = cases(&script);
+    if !opts.cases.is_empty() {
+        let known: Vec<&str> = cases.iter().map(|c| c.name).collect();
+        if let Some(unknown) = opts.cases.iter().find(|c| !known.contains(&c.as_str())) {
+            bail!(
+                "--cases: unknown case {unknown:?}; known: {}",
+                known.join(", ")
+            );
+        }
+        cases.retain(|c| opts.cases.iter().any(|n| n == c.name));
+    }
     let total = opts.rounds * cases.len() * targets.len();
     println!(
         "plan: {} cases x {} targets x {} rounds = {total} runs of {} s, interleaved (round, \
@@ -1589,7 +1658,7 @@ async fn memory_section(
 ) -> Result<()> {
     println!();
     println!("## Memory per idle client connection");
-    let agent = AgentChild::start(fixture, &pdp.url(), pg, "memory").await?;
+    let agent = AgentChild::start(fixture, &pdp.url(), pg, "memory", opts).await?;
     let tls = integration::clients::tls_connector(&fixture.certs.ca.cert)?;
     let conninfo = format!(
         "host=localhost port={} dbname={AGENT_TARGET} user=bench password={token} \
