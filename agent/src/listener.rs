@@ -144,8 +144,8 @@ impl AgentContext {
             version: Arc::new(PolicyVersion::default()),
             metrics: Arc::new(Metrics::default()),
             agent_id,
+            feed: audit.clone().map(crate::audit::Feed::start),
             audit,
-            recording: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 }

@@ -25,6 +25,7 @@
 //! `u32 length (LE) | u32 crc32 of the payload (LE) | prost AuditEvent`.
 
 mod error;
+mod feed;
 mod frame;
 mod recover;
 mod seqset;
@@ -44,6 +45,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
 pub use error::AuditError;
+pub use feed::{Feed, FeedSender};
 use frame::EncodeError;
 use spool::Shared;
 use writer::{Active, Pending};
@@ -273,19 +275,27 @@ impl AuditLog {
         durable.await.map_err(|_| AuditError::Stopped)?
     }
 
-    /// Appends a session's events, in order, sharing disk syncs: all are
-    /// queued before any is awaited, so a busy session is not limited to one
-    /// event per sync. Returns how many were stored — always a prefix of
-    /// `events` — and the error that stopped the rest, if any; the caller
-    /// retries the rest under the same sequence numbers.
-    pub async fn record_batch(&self, events: Vec<pb::AuditEvent>) -> (usize, Option<AuditError>) {
-        let mut waiting = Vec::with_capacity(events.len());
+    /// Appends events, in order, sharing disk syncs: all are queued before
+    /// any is awaited, so a burst is not limited to one event per sync.
+    /// Returns how many were stored — always a prefix of `events` — and the
+    /// error that stopped the rest, if any; the caller retries the rest
+    /// under the same sequence numbers. Each session's events must come in
+    /// sequence order (see [`Self::record`]).
+    pub async fn record_batch<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a pb::AuditEvent>,
+    ) -> (usize, Option<AuditError>) {
+        let mut waiting = Vec::new();
         let mut stopped = None;
-        for mut event in events {
-            if event.agent_id.is_empty() {
+        for event in events {
+            let encoded = if event.agent_id.is_empty() {
+                let mut event = event.clone();
                 event.agent_id = self.agent_id.to_string();
-            }
-            let frame = match frame::encode(&event) {
+                frame::encode(&event)
+            } else {
+                frame::encode(event)
+            };
+            let frame = match encoded {
                 Ok(f) => f,
                 Err(EncodeError::TooLarge(len)) => {
                     stopped = Some(AuditError::TooLarge {
@@ -316,7 +326,7 @@ impl AuditLog {
             let (done, durable) = oneshot::channel();
             slot.send(Pending {
                 frame,
-                session: event.session_id,
+                session: event.session_id.clone(),
                 seq: event.sequence,
                 done,
             });

@@ -510,3 +510,41 @@ async fn bad_events_and_configs_are_refused() {
     ));
     assert_eq!(log.backlog().events, 0);
 }
+
+#[tokio::test]
+async fn the_feed_numbers_each_sessions_events_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdp = TestPdp::default();
+    let addr = free_addr().await;
+    pdp.serve(addr).await;
+    let log = open(config(dir.path()), addr).await;
+    let feed = Feed::start(log.clone());
+    let (a, b) = (feed.sender(), feed.sender());
+    let unnumbered = |session: &str| event(session, 0);
+    for i in 0..300 {
+        a.send(unnumbered("a"));
+        if i % 3 == 0 {
+            b.send(unnumbered("b"));
+        }
+        if i == 150 {
+            // Never storable: skipped, and its number goes to the next one.
+            let mut huge = unnumbered("a");
+            if let Some(pb::audit_event::Event::Statement(s)) = &mut huge.event {
+                s.text = "x".repeat(frame::MAX_PAYLOAD + 1);
+            }
+            a.send(huge);
+        }
+    }
+    // Not recorded while a session may still send.
+    assert!(!feed.recorded(Duration::from_millis(100)).await);
+    drop((a, b));
+    assert!(feed.recorded(Duration::from_secs(10)).await);
+    log.flush(Duration::from_secs(10)).await.unwrap();
+    let stored = as_set(&pdp.stored());
+    let expected: BTreeSet<_> = ids("a", 1..=300)
+        .into_iter()
+        .chain(ids("b", 1..=100))
+        .collect();
+    assert_eq!(stored, expected);
+    assert_in_order_per_session(&pdp.stored());
+}

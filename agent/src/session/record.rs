@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use palisade_proto::v1 as pb;
 use palisade_sql::{Statement, StatementKind};
-use tokio::sync::mpsc;
 
 use crate::enforce::{Note, Refusal};
 
@@ -79,13 +78,13 @@ pub struct Outcome {
     pub sqlstate: Option<String>,
 }
 
-/// Ships a session's events, in order, to the task that numbers and
-/// spools them (see [`crate::context::AgentContext::audit_sender`]).
+/// Ships a session's events, in order, to the feed that numbers and
+/// spools them (see [`crate::audit::Feed`]).
 pub struct Recorder {
     session_id: String,
     agent_id: String,
     redact_literals: bool,
-    tx: Option<mpsc::UnboundedSender<pb::AuditEvent>>,
+    tx: Option<crate::audit::FeedSender>,
 }
 
 impl Recorder {
@@ -95,7 +94,7 @@ impl Recorder {
         session_id: String,
         agent_id: String,
         redact_literals: bool,
-        tx: Option<mpsc::UnboundedSender<pb::AuditEvent>>,
+        tx: Option<crate::audit::FeedSender>,
     ) -> Arc<Self> {
         Arc::new(Self {
             session_id,
@@ -110,7 +109,7 @@ impl Recorder {
         let Some(tx) = &self.tx else {
             return;
         };
-        let _ = tx.send(pb::AuditEvent {
+        tx.send(pb::AuditEvent {
             session_id: self.session_id.clone(),
             sequence: 0,
             time: Some(timestamp(SystemTime::now())),

@@ -1,0 +1,211 @@
+//! The feed: one task per agent that numbers every session's events and
+//! hands them to the spool.
+//!
+//! Sessions send their events, in order, without waiting
+//! ([`FeedSender::send`]). The task takes everything queued at once (up to
+//! [`BATCH`] events, across sessions), gives each event the next sequence
+//! of its session and records the lot with [`AuditLog::record_batch`]: one
+//! wake-up and one group of spool writes for a burst of events from many
+//! sessions, rather than a task and a wake-up per session and event.
+//!
+//! A sequence is used only once the spool holds its event, so a session's
+//! numbers have no gaps (the PDP acknowledges only contiguous sequences).
+//! A full or failing spool is retried with backoff, keeping the order;
+//! sessions meanwhile refuse new statements ([`AuditLog::accepting`]). An
+//! event that can never be stored (invalid, too large) is logged and
+//! skipped, and its number goes to the session's next event.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_proto::v1 as pb;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{AuditError, AuditLog};
+
+/// Most events recorded in one go (the writer's group size).
+const BATCH: usize = 1024;
+/// First retry delay while the spool refuses events.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+enum Item {
+    Event(pb::AuditEvent),
+    /// Answered once every event queued before it is in the spool.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The agent's feed into its audit spool.
+#[derive(Clone)]
+pub struct Feed {
+    tx: mpsc::UnboundedSender<Item>,
+    /// Senders alive (sessions that may still record).
+    senders: Arc<watch::Sender<usize>>,
+}
+
+impl Feed {
+    /// Starts the feeding task for `log`; it runs while any handle lives.
+    pub fn start(log: AuditLog) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(log, rx));
+        Self {
+            tx,
+            senders: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// A session's sender; the feed counts it as live until it is dropped.
+    pub fn sender(&self) -> FeedSender {
+        self.senders.send_modify(|n| *n += 1);
+        FeedSender {
+            tx: self.tx.clone(),
+            senders: Arc::clone(&self.senders),
+        }
+    }
+
+    /// Waits until every sender is gone and everything sent is in the
+    /// spool, for at most `timeout`; false when events are still held.
+    pub async fn recorded(&self, timeout: Duration) -> bool {
+        let all = async {
+            let mut live = self.senders.subscribe();
+            if live.wait_for(|n| *n == 0).await.is_err() {
+                return false;
+            }
+            let (done, flushed) = oneshot::channel();
+            self.tx.send(Item::Flush(done)).is_ok() && flushed.await.is_ok()
+        };
+        tokio::time::timeout(timeout, all).await.unwrap_or(false)
+    }
+}
+
+/// Sends one session's events to the feed, in order.
+pub struct FeedSender {
+    tx: mpsc::UnboundedSender<Item>,
+    senders: Arc<watch::Sender<usize>>,
+}
+
+impl FeedSender {
+    /// Queues an event; its sequence is given when it is spooled.
+    pub fn send(&self, event: pb::AuditEvent) {
+        // The task runs as long as any sender lives.
+        let _ = self.tx.send(Item::Event(event));
+    }
+}
+
+impl Drop for FeedSender {
+    fn drop(&mut self) {
+        self.senders.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
+    let mut numbers = Numbers::default();
+    let mut waiting: VecDeque<pb::AuditEvent> = VecDeque::new();
+    let mut flushes: Vec<(usize, oneshot::Sender<()>)> = Vec::new();
+    let mut retry = RETRY_MIN;
+    let mut received = Vec::with_capacity(BATCH);
+    loop {
+        if waiting.is_empty() {
+            answer(&mut flushes, 0);
+            if rx.recv_many(&mut received, BATCH).await == 0 {
+                return;
+            }
+        } else {
+            // Take in what arrived while the last batch was written.
+            while received.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(item) => received.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
+        for item in received.drain(..) {
+            match item {
+                Item::Event(e) => waiting.push_back(e),
+                Item::Flush(done) => flushes.push((waiting.len(), done)),
+            }
+        }
+        let batch = waiting.len().min(BATCH);
+        numbers.assign(waiting.range_mut(..batch));
+        let (stored, error) = log.record_batch(waiting.range(..batch)).await;
+        for event in waiting.drain(..stored) {
+            numbers.stored(&event);
+        }
+        answer(&mut flushes, stored);
+        match error {
+            None => retry = RETRY_MIN,
+            Some(AuditError::Stopped) => return,
+            Some(e @ (AuditError::InvalidEvent(_) | AuditError::TooLarge { .. })) => {
+                // This event can never be stored; its number is reused.
+                tracing::error!(error = %e, "audit event cannot be spooled; skipped");
+                waiting.pop_front();
+                answer(&mut flushes, 1);
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, "audit spool unavailable; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Answers the flushes whose events are all stored, now that `removed`
+/// more have left the front of the queue.
+fn answer(flushes: &mut Vec<(usize, oneshot::Sender<()>)>, removed: usize) {
+    if flushes.is_empty() {
+        return;
+    }
+    let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(flushes)
+        .into_iter()
+        .map(|(before, sender)| (before.saturating_sub(removed), sender))
+        .partition(|(before, _)| *before == 0);
+    *flushes = keep;
+    for (_, sender) in done {
+        let _ = sender.send(());
+    }
+}
+
+/// The next sequence of each session that has events in flight.
+#[derive(Default)]
+struct Numbers {
+    next: HashMap<String, u64>,
+}
+
+impl Numbers {
+    /// Numbers `events` (in queue order) as if all of them were stored;
+    /// only those that are (see [`Self::stored`]) move the counters on, so
+    /// a retry numbers the rest the same way again.
+    fn assign<'a>(&self, events: impl Iterator<Item = &'a mut pb::AuditEvent>) {
+        let mut batch: HashMap<&str, u64> = HashMap::new();
+        let mut events: Vec<&mut pb::AuditEvent> = events.collect();
+        let mut sequences = Vec::with_capacity(events.len());
+        for event in &events {
+            let next = batch
+                .entry(event.session_id.as_str())
+                .or_insert_with(|| self.next.get(&event.session_id).copied().unwrap_or(1));
+            sequences.push(*next);
+            *next += 1;
+        }
+        for (event, sequence) in events.iter_mut().zip(sequences) {
+            event.sequence = sequence;
+        }
+    }
+
+    /// `event` is in the spool: its session moves on, and forgets its
+    /// counter after its last event.
+    fn stored(&mut self, event: &pb::AuditEvent) {
+        use pb::audit_event::Event;
+        match event.event {
+            Some(Event::SessionEnded(_) | Event::SessionRefused(_)) => {
+                self.next.remove(&event.session_id);
+            }
+            _ => {
+                self.next
+                    .insert(event.session_id.clone(), event.sequence + 1);
+            }
+        }
+    }
+}
