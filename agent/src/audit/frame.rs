@@ -31,13 +31,30 @@ pub(super) enum EncodeError {
 /// Checks what the spool and the PDP rely on: the `(session_id, sequence)`
 /// id, with sequences starting at 1.
 pub(super) fn validate(event: &pb::AuditEvent) -> Result<(), &'static str> {
-    if event.session_id.is_empty() {
+    validate_id(&event.session_id, event.sequence)
+}
+
+fn validate_id(session_id: &str, sequence: u64) -> Result<(), &'static str> {
+    if session_id.is_empty() {
         return Err("the session id is empty");
     }
-    if event.sequence == 0 {
+    if sequence == 0 {
         return Err("sequence numbers start at 1");
     }
     Ok(())
+}
+
+/// The id fields of an `AuditEvent` (same tags): decoding a payload into
+/// it skips the rest of the event, so reading the spool back to send it
+/// costs no full decode (the payload goes to the PDP as it is).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(super) struct EventId {
+    /// `AuditEvent.session_id`.
+    #[prost(string, tag = "1")]
+    pub session_id: String,
+    /// `AuditEvent.sequence`.
+    #[prost(uint64, tag = "2")]
+    pub sequence: u64,
 }
 
 /// Frames one event.
@@ -49,19 +66,27 @@ pub(super) fn encode(event: &pb::AuditEvent) -> Result<Vec<u8>, EncodeError> {
         Ok(l) if len <= MAX_PAYLOAD => l,
         _ => return Err(EncodeError::TooLarge(len)),
     };
-    let payload = event.encode_to_vec();
-    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut frame = Vec::with_capacity(HEADER_LEN + len);
     frame.extend_from_slice(&header_len.to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(&[0; 4]);
+    // A Vec always has room, so encoding cannot fail.
+    if event.encode(&mut frame).is_err() {
+        return Err(EncodeError::TooLarge(len));
+    }
+    let crc = crc32fast::hash(frame.get(HEADER_LEN..).unwrap_or_default());
+    if let Some(slot) = frame.get_mut(4..HEADER_LEN) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
     Ok(frame)
 }
 
 /// A record read back.
 #[derive(Debug)]
 pub(super) struct Record {
-    /// The event.
-    pub event: pb::AuditEvent,
+    /// The event's id.
+    pub id: EventId,
+    /// The encoded event (checksum verified).
+    pub payload: Vec<u8>,
     /// Where the record starts.
     pub offset: u64,
     /// Its framed length (header included).
@@ -144,14 +169,15 @@ impl<R: Read> RecordReader<R> {
         if crc32fast::hash(&payload) != crc {
             return bad("checksum mismatch");
         }
-        let Ok(event) = pb::AuditEvent::decode(payload.as_slice()) else {
+        let Ok(id) = EventId::decode(payload.as_slice()) else {
             return bad("undecodable event");
         };
-        if let Err(reason) = validate(&event) {
+        if let Err(reason) = validate_id(&id.session_id, id.sequence) {
             return bad(reason);
         }
         Ok(Next::Record(Box::new(Record {
-            event,
+            id,
+            payload,
             offset: at,
             len: framed,
         })))
@@ -211,9 +237,10 @@ mod tests {
         let (records, end) = read_all(&bytes);
         assert!(matches!(end, Next::End));
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].event, event(1));
+        let decoded = |r: &Record| pb::AuditEvent::decode(r.payload.as_slice()).unwrap();
+        assert_eq!(decoded(&records[0]), event(1));
         assert_eq!((records[1].offset, records[1].len), (first, first));
-        assert_eq!(records[1].event, event(2));
+        assert_eq!(decoded(&records[1]), event(2));
     }
 
     #[test]

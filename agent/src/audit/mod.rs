@@ -27,6 +27,7 @@
 mod error;
 mod feed;
 mod frame;
+mod raw;
 mod recover;
 mod seqset;
 mod spool;

@@ -125,7 +125,7 @@ fn recover_segment(state: &mut State, id: u64, path: &Path, last: bool) -> io::R
     loop {
         let (at, torn, reason) = match reader.next_record()? {
             Next::Record(r) => {
-                state.add(id, &r.event.session_id, r.event.sequence);
+                state.add(id, &r.id.session_id, r.id.sequence);
                 events += 1;
                 continue;
             }

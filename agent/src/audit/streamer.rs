@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_proto::v1 as pb;
-use pb::audit_service_client::AuditServiceClient;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tonic::transport::Channel;
 use tracing::{debug, error, info, warn};
 
 use super::frame::{Next, RecordReader};
+use super::raw::{self, RawEvents};
 use super::spool::Shared;
 
 /// Events per request, at most.
@@ -61,12 +61,11 @@ enum StreamError {
 
 /// Streams until `stop` is dropped.
 pub(super) async fn run(shared: Arc<Shared>, channel: Channel, mut stop: watch::Receiver<()>) {
-    let mut client = AuditServiceClient::new(channel);
     let mut backoff = Backoff::default();
     loop {
         let error = tokio::select! {
             _ = stop.changed() => return,
-            error = stream_once(&shared, &mut client, &mut backoff) => error,
+            error = stream_once(&shared, channel.clone(), &mut backoff) => error,
         };
         let delay = backoff.failed(&error);
         tokio::select! {
@@ -140,19 +139,15 @@ struct InFlight {
 }
 
 /// One call, from open to failure.
-async fn stream_once(
-    shared: &Arc<Shared>,
-    client: &mut AuditServiceClient<Channel>,
-    backoff: &mut Backoff,
-) -> StreamError {
+async fn stream_once(shared: &Arc<Shared>, channel: Channel, backoff: &mut Backoff) -> StreamError {
     let (requests, outbound) = mpsc::channel(WINDOW);
     let outbound = futures::stream::unfold(outbound, |mut rx| async move {
         rx.recv().await.map(|request| (request, rx))
     });
-    let mut inbound = match timeout(OPEN_TIMEOUT, client.stream_events(outbound)).await {
+    let mut inbound = match timeout(OPEN_TIMEOUT, raw::stream_events(channel, outbound)).await {
         Err(_) => return StreamError::OpenTimeout,
         Ok(Err(status)) => return StreamError::Rpc(status),
-        Ok(Ok(response)) => response.into_inner(),
+        Ok(Ok(inbound)) => inbound,
     };
     let mut cursor = Cursor {
         segment: shared.state().first_segment(),
@@ -173,10 +168,7 @@ async fn stream_once(
             }
             // INVARIANT: the channel holds at most WINDOW requests, each one
             // in flight, so there is room; failing means the call is gone.
-            if requests
-                .try_send(pb::StreamEventsRequest { events })
-                .is_err()
-            {
+            if requests.try_send(RawEvents { events }).is_err() {
                 return StreamError::Ended;
             }
             in_flight.push_back(InFlight {
@@ -232,7 +224,7 @@ async fn apply_acks(shared: &Arc<Shared>, acks: &[pb::EventAck]) {
     }
 }
 
-type Batch = (Vec<pb::AuditEvent>, HashMap<String, u64>, Cursor);
+type Batch = (Vec<bytes::Bytes>, HashMap<String, u64>, Cursor);
 
 /// The next unacknowledged events from `cursor` on; empty when the cursor
 /// reached the end of what is durable.
@@ -275,7 +267,7 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
             match reader.next_record()? {
                 Next::Record(record) => {
                     let next = record.offset + record.len;
-                    let event = record.event;
+                    let event = &record.id;
                     if shared.state().acked(&event.session_id) >= event.sequence {
                         cursor.offset = next;
                         continue;
@@ -291,7 +283,7 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
                             max_seq.insert(event.session_id.clone(), event.sequence);
                         }
                     }
-                    events.push(event);
+                    events.push(bytes::Bytes::from(record.payload));
                     bytes += record.len;
                     if events.len() >= BATCH_EVENTS {
                         return Ok((events, max_seq, cursor));
