@@ -1,12 +1,13 @@
 //! Decisions reused within a session, for as long as the PDP allowed and
 //! only while the policy version they were made under is current.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use palisade_sql::Attributes;
 
 use crate::pdp::Decision;
+
+use super::HashMap;
 
 /// Most decisions a session keeps.
 const ENTRIES: usize = 1024;

@@ -8,7 +8,6 @@
 mod cache;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -55,8 +54,9 @@ impl Refusal {
 /// How an allowed statement was decided, for the audit trail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Note {
-    /// The policies that permitted it.
-    pub policies: Vec<String>,
+    /// The policies that permitted it (shared: a note is copied for every
+    /// execution of a prepared statement).
+    pub policies: Arc<[String]>,
     /// Whether the decision came from the cache.
     pub cached: bool,
     /// The approval that released it, for a held statement a reviewer approved.
@@ -110,6 +110,12 @@ impl PolicyVersion {
 pub type Reopen =
     Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>;
 
+/// The per-session caches are looked up for every statement, keyed by
+/// query text and attributes: a fast seeded hash, since each is bounded
+/// (cleared when full) and only hurts its own session if a client aimed
+/// collisions at it.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+
 /// Largest number of distinct query texts whose analysis a session keeps.
 const ANALYSIS_CACHE_ENTRIES: usize = 512;
 
@@ -150,12 +156,12 @@ impl Enforcer {
             pdp,
             session_id,
             search_path: vec!["public".to_owned()],
-            analyses: HashMap::new(),
-            shapes: HashMap::new(),
+            analyses: HashMap::default(),
+            shapes: HashMap::default(),
             decisions: DecisionCache::default(),
             version,
             metrics,
-            sql_prepared: HashMap::new(),
+            sql_prepared: HashMap::default(),
             reopen,
         }
     }
@@ -426,7 +432,7 @@ fn refusal(d: &Decision, what: &str) -> Refusal {
         code: sqlstate::INSUFFICIENT_PRIVILEGE,
         message,
         detail,
-        policies: d.policies.clone(),
+        policies: d.policies.to_vec(),
         held: d.effect == Effect::RequireApproval,
         masks: d.masks.clone(),
     }

@@ -27,7 +27,7 @@ pub struct Decision {
     /// Allow, deny, hold.
     pub effect: Effect,
     /// Determining policy ids.
-    pub policies: Vec<String>,
+    pub policies: std::sync::Arc<[String]>,
     /// The reason for the user.
     pub reason: String,
     /// Reviewer groups (hold).
@@ -82,7 +82,7 @@ pub fn decision(d: pb::StatementDecision) -> Result<Decision, PdpError> {
         .unwrap_or_default();
     Ok(Decision {
         effect,
-        policies: d.determining_policies,
+        policies: d.determining_policies.into(),
         reason: d.reason,
         reviewers: d.reviewers,
         masks: Arc::new(masks),

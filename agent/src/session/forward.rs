@@ -3,7 +3,6 @@
 //! a refused statement is replaced by the session's stand-in (see
 //! [`super::shared`]) and the rest of its pipeline is dropped up to Sync.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,10 @@ use crate::enforce::{Enforcer, Note, Refusal, Verdict};
 use crate::error::sqlstate;
 use crate::masking::catalog::{Catalog, Snapshot};
 use crate::net::Stream;
+
+/// Prepared statements and portals by name, looked up per Bind and Execute
+/// (a fast seeded hash; see [`crate::enforce`]).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// A statement prepared through the agent, as decided.
 /// Shared between the prepared statement and each portal bound from it.
@@ -74,8 +77,8 @@ impl Forward {
             idle_timeout,
             recorder,
             audit,
-            prepared: HashMap::new(),
-            portals: HashMap::new(),
+            prepared: HashMap::default(),
+            portals: HashMap::default(),
             skipping: false,
             hold: None,
             catalog: None,

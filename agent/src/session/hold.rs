@@ -118,7 +118,7 @@ impl Hold {
                     self.released.insert(name.to_owned());
                 }
                 let mut note = Note::default();
-                note.policies.clone_from(&approval.policies);
+                note.policies = approval.policies.as_slice().into();
                 note.approval_id = Some(approval.id.clone());
                 // The columns policy masks apply to the approved statement too.
                 note.masks = refusal.masks.clone();

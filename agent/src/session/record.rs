@@ -141,7 +141,7 @@ impl Recorder {
                 &p.statement.attributes,
             )),
             effect: pb::Effect::Allow.into(),
-            determining_policies: p.note.policies.clone(),
+            determining_policies: p.note.policies.to_vec(),
             reason: String::new(),
             approval_id: p.note.approval_id.clone().unwrap_or_default(),
             rows: outcome.rows,
