@@ -11,7 +11,7 @@ use palisade_proto::v1::decision_service_server::DecisionServiceServer;
 use palisade_proto::v1::policy_service_server::PolicyServiceServer;
 use palisade_proto::v1::session_service_server::SessionServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::info;
 
@@ -169,13 +169,19 @@ impl Pdp {
         );
         let result = Server::builder()
             .tls_config(tls)?
-            .tcp_nodelay(true)
             .add_service(DecisionServiceServer::new(decision))
             .add_service(PolicyServiceServer::new(PolicyApi::new(self.store.clone())))
             .add_service(ApprovalServiceServer::new(approval))
             .add_service(AuditServiceServer::new(AuditApi::new(self.audit.clone())))
             .add_service(SessionServiceServer::new(AuditApi::new(self.audit.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                // `Server::tcp_nodelay` applies only to listeners tonic binds
+                // itself: set it here, or every small answer waits on Nagle
+                // and the client's delayed ACK (40 ms stalls seen in the
+                // Decide benchmark).
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
             .await;
         watcher.abort();
         sweeper.abort();
