@@ -44,6 +44,12 @@ enum Rows {
     Copy(RowMasker, CopyText, bool),
 }
 
+/// Room made for each read from the database. Large results arrive as
+/// many small DataRows: reading (and so encrypting and writing towards the
+/// client) in large chunks keeps the per-row cost down. The buffer is only
+/// resident as far as a read fills it.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Runs until either side closes.
 pub async fn run(
     upstream: &mut ReadHalf<Stream>,
@@ -243,6 +249,7 @@ pub async fn run(
             }
             out.clear();
         }
+        buf.reserve(READ_CHUNK);
         tokio::select! {
             read = upstream.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return End::UpstreamGone,
