@@ -31,6 +31,10 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are nearly every item; boxing would cost an allocation each"
+)]
 enum Item {
     Event(pb::AuditEvent),
     /// Answered once every event queued before it is in the spool.

@@ -3,13 +3,19 @@
 //!
 //! The data flows in one direction:
 //!
-//! 1. [`AuditLog::record`] frames the event (`frame`: length, crc32,
-//!    protobuf) and hands it to the writer.
+//! 1. Sessions send their events to the agent's [`Feed`], which numbers
+//!    them per session and records everything queued across sessions in
+//!    one batch ([`AuditLog::record_batch`]; [`AuditLog::record`] for one).
+//!    Recording frames each event (`frame`: length, crc32, protobuf) and
+//!    hands it to the writer.
 //! 2. The writer thread (`writer`) appends it to the active segment of the
 //!    spool directory with a group commit: records queued together share one
-//!    `write` and one `fdatasync`. `record` returns once the event is durable.
+//!    `write` and one `fdatasync`, and syncs are at least
+//!    [`SpoolConfig::sync_interval`] apart under load. `record` returns once
+//!    the event is durable.
 //! 3. The streamer task (`streamer`) keeps one `StreamEvents` call open to
-//!    the PDP and sends the spool in order, oldest first.
+//!    the PDP and sends the spool in order, oldest first, as the bytes the
+//!    spool holds (`raw`).
 //! 4. The PDP acknowledges per session ("every event of S up to N is
 //!    stored"); `spool` records that and deletes each segment whose events
 //!    are all acknowledged.

@@ -166,6 +166,16 @@ fn config(dir: &Path) -> SpoolConfig {
     }
 }
 
+/// A spool in a new directory, streaming to a test PDP already serving.
+async fn served_log() -> (tempfile::TempDir, TestPdp, AuditLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let pdp = TestPdp::default();
+    let addr = free_addr().await;
+    pdp.serve(addr).await;
+    let log = open(config(dir.path()), addr).await;
+    (dir, pdp, log)
+}
+
 async fn open(config: SpoolConfig, addr: SocketAddr) -> AuditLog {
     AuditLog::open(config, endpoint(addr).connect_lazy(), AGENT.into())
         .await
@@ -205,11 +215,7 @@ fn assert_in_order_per_session(stored: &[(String, u64)]) {
 
 #[tokio::test]
 async fn events_reach_the_pdp_in_order_and_the_spool_is_trimmed() {
-    let dir = tempfile::tempdir().unwrap();
-    let pdp = TestPdp::default();
-    let addr = free_addr().await;
-    pdp.serve(addr).await;
-    let log = open(config(dir.path()), addr).await;
+    let (dir, pdp, log) = served_log().await;
 
     let mut expected = Vec::new();
     for seq in 1..=100 {
@@ -513,11 +519,7 @@ async fn bad_events_and_configs_are_refused() {
 
 #[tokio::test]
 async fn the_feed_numbers_each_sessions_events_without_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let pdp = TestPdp::default();
-    let addr = free_addr().await;
-    pdp.serve(addr).await;
-    let log = open(config(dir.path()), addr).await;
+    let (_dir, pdp, log) = served_log().await;
     let feed = Feed::start(log.clone());
     let (a, b) = (feed.sender(), feed.sender());
     let unnumbered = |session: &str| event(session, 0);

@@ -117,11 +117,13 @@ impl Hold {
                 if let Some(name) = prepared {
                     self.released.insert(name.to_owned());
                 }
-                let mut note = Note::default();
-                note.policies = approval.policies.as_slice().into();
-                note.approval_id = Some(approval.id.clone());
-                // The columns policy masks apply to the approved statement too.
-                note.masks = refusal.masks.clone();
+                let note = Note {
+                    policies: approval.policies.as_slice().into(),
+                    approval_id: Some(approval.id.clone()),
+                    // The columns policy masks apply to the approved statement too.
+                    masks: refusal.masks.clone(),
+                    ..Note::default()
+                };
                 let notes = statements.iter().map(|_| note.clone()).collect();
                 Ok(Verdict::Forward(statements, notes))
             }
