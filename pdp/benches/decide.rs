@@ -22,6 +22,11 @@ use palisade_pdp::engine::{Principal, Scope, SessionFacts, StatementVerdict};
 use palisade_pdp::policy::load_dir;
 use palisade_sql::Attributes;
 
+// The allocator of the `palisade-pdp` binary, so the numbers are the
+// service's own (Cedar evaluation allocates a good deal per request).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const STATEMENTS: &[&str] = &[
     "SELECT id, total FROM orders WHERE id = 7",
     "SELECT r.day, o.total FROM reporting.daily r JOIN public.orders o ON o.day = r.day",
