@@ -279,3 +279,50 @@ async fn upstream_tls_when_the_target_asks_for_it() {
     });
     assert_eq!(ssl.as_deref(), Some("t"));
 }
+
+/// libpq can hang on a result whose end sits in a TLS record larger than
+/// its free buffer (see `palisade_agent::frontend::MAX_RECORD_BYTES`):
+/// every record the agent sends a client fits.
+#[tokio::test]
+async fn tls_records_to_clients_fit_what_libpq_reads_at_once() {
+    let stack = Stack::start().await.unwrap();
+    let tap = integration::tap::Tap::start(stack.agent.addr)
+        .await
+        .unwrap();
+    let conninfo = format!(
+        "host=localhost port={} dbname=prod user=ci password={} sslmode=require",
+        tap.addr.port(),
+        stack.dba_token().unwrap()
+    );
+    let client = integration::clients::connect(&conninfo, &stack.agent.ca)
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT repeat('x', 2000) AS filler FROM generate_series(1, 2000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2000);
+    drop(client);
+
+    // The answer to SSLRequest, then TLS records: type, version, length.
+    let wire = tap.received();
+    assert_eq!(wire.first(), Some(&b'S'));
+    let (mut at, mut records, mut largest) = (1, 0, 0);
+    while let Some(&[_, _, _, hi, lo]) = wire.get(at..at + 5) {
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        largest = largest.max(len);
+        records += 1;
+        at += 5 + len;
+    }
+    assert!(records > 400, "{records} records for 4 MB of rows");
+    // TLS 1.3 adds a content-type byte and a 16-byte tag to the plaintext;
+    // libpq always has 8 KiB free for it.
+    let plaintext = largest - 17;
+    assert!(
+        plaintext <= 8192 && plaintext < palisade_agent::frontend::MAX_RECORD_BYTES,
+        "a TLS record with {plaintext} bytes of plaintext"
+    );
+}

@@ -5,4 +5,4 @@ mod handshake;
 mod tls;
 
 pub use handshake::{Hello, Knock, accept, refuse};
-pub use tls::server_config;
+pub use tls::{MAX_RECORD_BYTES, server_config};
