@@ -183,18 +183,16 @@ impl Numbers {
     /// only those that are (see [`Self::stored`]) move the counters on, so
     /// a retry numbers the rest the same way again.
     fn assign<'a>(&self, events: impl Iterator<Item = &'a mut pb::AuditEvent>) {
-        let mut batch: HashMap<&str, u64> = HashMap::new();
-        let mut events: Vec<&mut pb::AuditEvent> = events.collect();
-        let mut sequences = Vec::with_capacity(events.len());
-        for event in &events {
-            let next = batch
-                .entry(event.session_id.as_str())
-                .or_insert_with(|| self.next.get(&event.session_id).copied().unwrap_or(1));
-            sequences.push(*next);
+        let mut batch: HashMap<String, u64> = HashMap::new();
+        for event in events {
+            let next = match batch.get_mut(&event.session_id) {
+                Some(next) => next,
+                None => batch
+                    .entry(event.session_id.clone())
+                    .or_insert_with(|| self.next.get(&event.session_id).copied().unwrap_or(1)),
+            };
+            event.sequence = *next;
             *next += 1;
-        }
-        for (event, sequence) in events.iter_mut().zip(sequences) {
-            event.sequence = sequence;
         }
     }
 

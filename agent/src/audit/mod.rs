@@ -248,38 +248,11 @@ impl AuditLog {
     /// Record each session's events in sequence order, awaiting each before
     /// the next (different sessions may record concurrently): the spool
     /// keeps commit order, and the PDP acknowledges contiguous sequences only.
-    pub async fn record(&self, mut event: pb::AuditEvent) -> Result<(), AuditError> {
-        if event.agent_id.is_empty() {
-            event.agent_id = self.agent_id.to_string();
+    pub async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
+        match self.record_batch([&event]).await {
+            (_, Some(error)) => Err(error),
+            (_, None) => Ok(()),
         }
-        let frame = frame::encode(&event).map_err(|e| match e {
-            EncodeError::TooLarge(len) => AuditError::TooLarge {
-                len,
-                max: frame::MAX_PAYLOAD,
-            },
-            EncodeError::Invalid(reason) => AuditError::InvalidEvent(reason),
-        })?;
-        if self.shared.broken.load(Ordering::Acquire) {
-            return Err(AuditError::Broken);
-        }
-        let slot = self
-            .queue
-            .reserve()
-            .await
-            .map_err(|_| AuditError::Stopped)?;
-        if !self.shared.reserve(frame.len() as u64) {
-            return Err(AuditError::Full {
-                max_bytes: self.shared.config.max_bytes,
-            });
-        }
-        let (done, durable) = oneshot::channel();
-        slot.send(Pending {
-            frame,
-            session: event.session_id,
-            seq: event.sequence,
-            done,
-        });
-        durable.await.map_err(|_| AuditError::Stopped)?
     }
 
     /// Appends events, in order, sharing disk syncs: all are queued before
