@@ -76,32 +76,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn relay(client: TcpStream, server: TcpStream, conversation: Arc<Mutex<Conversation>>) {
-    let (mut client_rd, mut client_wr) = client.into_split();
-    let (mut server_rd, mut server_wr) = server.into_split();
+    let (client_rd, client_wr) = client.into_split();
+    let (server_rd, server_wr) = server.into_split();
     let up_sink = conversation.clone();
-    let up = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n @ 1..) = client_rd.read(&mut buf).await {
-            let chunk = buf.get(..n).unwrap_or_default();
-            lock(&up_sink).client.extend_from_slice(chunk);
-            if server_wr.write_all(chunk).await.is_err() {
-                break;
-            }
+    tokio::join!(
+        pump(client_rd, server_wr, |chunk| lock(&up_sink)
+            .client
+            .extend_from_slice(chunk)),
+        pump(server_rd, client_wr, |chunk| lock(&conversation)
+            .server
+            .extend_from_slice(chunk)),
+    );
+}
+
+/// Copies `from` to `to` until either side closes, handing each chunk to
+/// `keep` on the way.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    keep: impl Fn(&[u8]),
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        let chunk = buf.get(..n).unwrap_or_default();
+        keep(chunk);
+        if to.write_all(chunk).await.is_err() {
+            break;
         }
-        let _ = server_wr.shutdown().await;
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n @ 1..) = server_rd.read(&mut buf).await {
-            let chunk = buf.get(..n).unwrap_or_default();
-            lock(&conversation).server.extend_from_slice(chunk);
-            if client_wr.write_all(chunk).await.is_err() {
-                break;
-            }
-        }
-        let _ = client_wr.shutdown().await;
-    };
-    tokio::join!(up, down);
+    }
+    let _ = to.shutdown().await;
 }
 
 /// Runs a client program, failing on a non-zero exit.
