@@ -11,8 +11,9 @@
 //! A sequence is used only once the spool holds its event, so a session's
 //! numbers have no gaps (the PDP acknowledges only contiguous sequences).
 //! A full or failing spool is retried with backoff, keeping the order;
-//! sessions meanwhile refuse new statements ([`AuditLog::accepting`]). An
-//! event that can never be stored (invalid, too large) is logged and
+//! sessions meanwhile refuse new statements ([`AuditLog::accepting`]) until
+//! every held event is stored. An event that can never be stored (invalid,
+//! too large, or the spool is full and configured to serve unaudited) is
 //! skipped, and its number goes to the session's next event.
 
 use std::collections::{HashMap, VecDeque};
@@ -139,8 +140,17 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
         }
         answer(&mut flushes, stored);
         match error {
-            None => retry = RETRY_MIN,
+            None => {
+                retry = RETRY_MIN;
+                log.set_held(false);
+            }
             Some(AuditError::Stopped) => return,
+            Some(AuditError::Full { .. }) if log.serves_when_full() => {
+                // Configured to serve unaudited while full: the event is
+                // dropped (the spool logged it), not held in memory.
+                waiting.pop_front();
+                answer(&mut flushes, 1);
+            }
             Some(e @ (AuditError::InvalidEvent(_) | AuditError::TooLarge { .. })) => {
                 // This event can never be stored; its number is reused.
                 tracing::error!(error = %e, "audit event cannot be spooled; skipped");
@@ -148,6 +158,7 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
                 answer(&mut flushes, 1);
             }
             Some(e) => {
+                log.set_held(true);
                 tracing::warn!(error = %e, "audit spool unavailable; retrying");
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(RETRY_MAX);

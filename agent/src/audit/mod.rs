@@ -55,11 +55,11 @@ pub use error::AuditError;
 pub use feed::{Feed, FeedSender};
 use frame::EncodeError;
 use spool::Shared;
-use writer::{Active, Pending};
+use writer::{Active, Batch, Record};
 
-/// Records that may wait for the writer at once; past it `record` waits for
+/// Batches that may wait for the writer at once; past it `record` waits for
 /// the disk (never for the network).
-const QUEUE_DEPTH: usize = 4096;
+const QUEUE_DEPTH: usize = 256;
 
 /// Where and how much the agent spools audit events.
 #[derive(Debug, Clone, Deserialize)]
@@ -184,7 +184,7 @@ pub struct Backlog {
 #[derive(Clone)]
 pub struct AuditLog {
     shared: Arc<Shared>,
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Batch>,
     agent_id: Arc<str>,
     /// Dropped with the last clone, which stops the streamer.
     _stop: Arc<watch::Sender<()>>,
@@ -255,80 +255,82 @@ impl AuditLog {
         }
     }
 
-    /// Appends events, in order, sharing disk syncs: all are queued before
-    /// any is awaited, so a burst is not limited to one event per sync.
-    /// Returns how many were stored — always a prefix of `events` — and the
-    /// error that stopped the rest, if any; the caller retries the rest
-    /// under the same sequence numbers. Each session's events must come in
-    /// sequence order (see [`Self::record`]).
+    /// Appends events, in order, sharing disk syncs: the whole batch is
+    /// written together, with whatever else is queued at the time.
+    /// Returns how many were stored — always a prefix of `events`, even when
+    /// the disk fails midway — and the error that stopped the rest, if any;
+    /// the caller retries the rest under the same sequence numbers. Each
+    /// session's events must come in sequence order (see [`Self::record`]).
     pub async fn record_batch<'a>(
         &self,
         events: impl IntoIterator<Item = &'a pb::AuditEvent>,
     ) -> (usize, Option<AuditError>) {
-        let mut waiting = Vec::new();
+        let mut records = Vec::new();
         let mut stopped = None;
         for event in events {
-            let encoded = if event.agent_id.is_empty() {
-                let mut event = event.clone();
-                event.agent_id = self.agent_id.to_string();
-                frame::encode(&event)
-            } else {
-                frame::encode(event)
-            };
-            let frame = match encoded {
-                Ok(f) => f,
-                Err(EncodeError::TooLarge(len)) => {
-                    stopped = Some(AuditError::TooLarge {
-                        len,
-                        max: frame::MAX_PAYLOAD,
-                    });
+            match self.prepare(event) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    stopped = Some(e);
                     break;
                 }
-                Err(EncodeError::Invalid(reason)) => {
-                    stopped = Some(AuditError::InvalidEvent(reason));
-                    break;
-                }
-            };
-            if self.shared.broken.load(Ordering::Acquire) {
-                stopped = Some(AuditError::Broken);
-                break;
             }
-            let Ok(slot) = self.queue.reserve().await else {
-                stopped = Some(AuditError::Stopped);
-                break;
-            };
-            if !self.shared.reserve(frame.len() as u64) {
-                stopped = Some(AuditError::Full {
-                    max_bytes: self.shared.config.max_bytes,
-                });
-                break;
+        }
+        if records.is_empty() {
+            return (0, stopped);
+        }
+        let (done, written) = oneshot::channel();
+        if let Err(unsent) = self.queue.send(Batch { records, done }).await {
+            for record in unsent.0.records {
+                self.shared.release(record.frame.len() as u64);
             }
-            let (done, durable) = oneshot::channel();
-            slot.send(Pending {
-                frame,
-                session: event.session_id.clone(),
-                seq: event.sequence,
-                done,
+            return (0, Some(AuditError::Stopped));
+        }
+        match written.await {
+            Ok((stored, None)) => (stored, stopped),
+            Ok((stored, Some(e))) => (stored, Some(e)),
+            Err(_) => (0, Some(AuditError::Stopped)),
+        }
+    }
+
+    /// Frames `event` and reserves its room in the spool.
+    fn prepare(&self, event: &pb::AuditEvent) -> Result<Record, AuditError> {
+        let encoded = if event.agent_id.is_empty() {
+            let mut event = event.clone();
+            event.agent_id = self.agent_id.to_string();
+            frame::encode(&event)
+        } else {
+            frame::encode(event)
+        };
+        let frame = encoded.map_err(|e| match e {
+            EncodeError::TooLarge(len) => AuditError::TooLarge {
+                len,
+                max: frame::MAX_PAYLOAD,
+            },
+            EncodeError::Invalid(reason) => AuditError::InvalidEvent(reason),
+        })?;
+        if self.shared.broken.load(Ordering::Acquire) {
+            return Err(AuditError::Broken);
+        }
+        if !self.shared.reserve(frame.len() as u64) {
+            return Err(AuditError::Full {
+                max_bytes: self.shared.config.max_bytes,
             });
-            waiting.push(durable);
         }
-        let mut stored = 0;
-        for durable in waiting {
-            match durable.await {
-                Ok(Ok(())) => stored += 1,
-                Ok(Err(e)) => return (stored, Some(e)),
-                Err(_) => return (stored, Some(AuditError::Stopped)),
-            }
-        }
-        (stored, stopped)
+        Ok(Record {
+            frame,
+            session: event.session_id.clone(),
+            seq: event.sequence,
+        })
     }
 
     /// Whether new statements may run. With [`OnFull::Refuse`], false once
     /// the spool is within 1/16 (at most 64 KiB) of its cap, after a record
     /// was refused for space (until acknowledgements free a segment), while
-    /// writes fail (until one succeeds again), or after a disk failure that
-    /// could not be undone: the session refuses with a clear error instead
-    /// of running unaudited. Always true with [`OnFull::Allow`].
+    /// the feed holds events the spool refused (until they are stored), or
+    /// after a disk failure that could not be undone: the session refuses
+    /// with a clear error instead of running unaudited. Always true with
+    /// [`OnFull::Allow`].
     pub fn accepting(&self) -> bool {
         let shared = &self.shared;
         match shared.config.on_full {
@@ -338,10 +340,22 @@ impl AuditLog {
                 let headroom = (max / 16).min(64 * 1024);
                 !shared.broken.load(Ordering::Acquire)
                     && !shared.write_failed.load(Ordering::Acquire)
+                    && !shared.held.load(Ordering::Acquire)
                     && !shared.is_full()
                     && shared.used.load(Ordering::Acquire).saturating_add(headroom) <= max
             }
         }
+    }
+
+    /// The feed holds events the spool refused and retries them; while it
+    /// does, sessions refuse statements (see [`Self::accepting`]).
+    fn set_held(&self, held: bool) {
+        self.shared.held.store(held, Ordering::Release);
+    }
+
+    /// Whether sessions keep serving, unaudited, while the spool is full.
+    fn serves_when_full(&self) -> bool {
+        self.shared.config.on_full == OnFull::Allow
     }
 
     /// Bytes and events waiting for the PDP's acknowledgement.

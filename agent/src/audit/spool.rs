@@ -258,6 +258,9 @@ pub(super) struct Shared {
     /// a write succeeds again, sessions refuse statements (fail closed)
     /// while their events wait to be retried.
     pub write_failed: AtomicBool,
+    /// The feed holds events the spool refused and is retrying them: their
+    /// statements ran, so no more run until those events are durable.
+    pub held: AtomicBool,
     /// fdatasync calls, to show that records share them.
     pub syncs: AtomicU64,
     /// The writer made events durable: the streamer may have work.
@@ -277,6 +280,7 @@ impl Shared {
             refused: AtomicU64::new(0),
             broken: AtomicBool::new(false),
             write_failed: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             data_ready: Notify::new(),
             acked: watch::Sender::new(0),

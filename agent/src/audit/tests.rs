@@ -412,12 +412,16 @@ async fn concurrent_records_share_syncs_and_are_all_delivered() {
     pdp.serve(addr).await;
     let log = open(SpoolConfig::new(dir.path()), addr).await;
 
-    let tasks: Vec<_> = (0..1000u64)
-        .map(|i| {
+    // 100 sessions at once, each recording its events in order.
+    let tasks: Vec<_> = (0..100u64)
+        .map(|s| {
             let log = log.clone();
-            tokio::spawn(
-                async move { log.record(event(&format!("s{}", i % 10), i / 10 + 1)).await },
-            )
+            tokio::spawn(async move {
+                for seq in 1..=10 {
+                    log.record(event(&format!("s{s}"), seq)).await?;
+                }
+                Ok::<_, AuditError>(())
+            })
         })
         .collect();
     for task in tasks {
@@ -432,11 +436,12 @@ async fn concurrent_records_share_syncs_and_are_all_delivered() {
 
     log.flush(FLUSH).await.unwrap();
     let stored = pdp.stored();
-    let expected: Vec<_> = (0..10)
-        .flat_map(|s| ids(&format!("s{s}"), 1..=100))
+    let expected: Vec<_> = (0..100)
+        .flat_map(|s| ids(&format!("s{s}"), 1..=10))
         .collect();
     assert_eq!(stored.len(), 1000);
     assert_eq!(as_set(&stored), as_set(&expected));
+    assert_in_order_per_session(&stored);
 }
 
 #[tokio::test]
@@ -549,4 +554,73 @@ async fn the_feed_numbers_each_sessions_events_without_gaps() {
         .collect();
     assert_eq!(stored, expected);
     assert_in_order_per_session(&pdp.stored());
+}
+
+/// Puts a directory where the spool's next segments would go, so rolling
+/// over to a new segment fails as a full disk would; returns them.
+fn block_next_segments(dir: &Path) -> Vec<PathBuf> {
+    (1..=8)
+        .map(|id| dir.join(spool::segment_name(id)))
+        .filter(|path| !path.exists())
+        .inspect(|path| std::fs::create_dir(path).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_the_disk_refuses_midway_is_stored_from_where_it_stopped() {
+    let (dir, pdp, log) = served_log().await;
+    let blocked = block_next_segments(dir.path());
+    let feed = Feed::start(log.clone());
+    let session = feed.sender();
+    // More than one 4 KiB segment holds: the write past the first fails.
+    const EVENTS: u64 = 400;
+    for _ in 0..EVENTS {
+        session.send(event("s", 0));
+    }
+    eventually("the spool to refuse", || !log.accepting()).await;
+    let stored_before = log.backlog().events;
+    assert!(
+        (1..EVENTS).contains(&stored_before),
+        "{stored_before} stored"
+    );
+    // Closed while the feed holds events, however long it takes.
+    sleep(Duration::from_millis(300)).await;
+    assert!(!log.accepting());
+
+    for path in blocked {
+        std::fs::remove_dir(path).unwrap();
+    }
+    eventually("the held events to be stored", || log.accepting()).await;
+    drop(session);
+    assert!(feed.recorded(FLUSH).await);
+    log.flush(FLUSH).await.unwrap();
+    // Every event once, in order: no gap where the write failed, and nothing
+    // of the failed batch stored ahead of what came before it.
+    assert_eq!(pdp.stored(), ids("s", 1..=EVENTS));
+    assert_eq!(pdp.duplicates(), 0);
+}
+
+#[tokio::test]
+async fn on_full_allow_the_feed_drops_what_does_not_fit_instead_of_holding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr().await;
+    let config = SpoolConfig {
+        max_bytes: 4096,
+        segment_bytes: 1024,
+        on_full: OnFull::Allow,
+        ..SpoolConfig::new(dir.path())
+    };
+    let log = open(config, addr).await;
+    let feed = Feed::start(log.clone());
+    let session = feed.sender();
+    for _ in 0..500 {
+        session.send(event("s", 0));
+    }
+    drop(session);
+    // Nothing is held for a PDP that is away (memory would grow without end).
+    assert!(feed.recorded(FLUSH).await);
+    assert!(log.accepting());
+    let backlog = log.backlog();
+    assert!(backlog.events < 500, "{backlog:?}");
+    assert_eq!(backlog.events + backlog.refused, 500, "{backlog:?}");
 }

@@ -1,12 +1,12 @@
 //! The writer: one thread that owns the active segment and commits records
 //! in groups.
 //!
-//! `record` queues a framed event and waits. The writer takes everything
-//! queued (up to [`MAX_GROUP`]), writes it with one `write` and one
-//! `fdatasync` per segment touched, then indexes the records, wakes the
-//! streamer and answers every waiter. Sessions recording at the same time
-//! therefore share a sync. A plain thread keeps `fdatasync` off the async
-//! runtime's workers.
+//! `record_batch` queues a [`Batch`] of framed events and waits for its one
+//! answer. The writer takes every batch queued (up to [`MAX_BATCHES`]),
+//! writes their records with one `write` and one `fdatasync` per segment
+//! touched, then indexes the records, wakes the streamer and answers each
+//! batch. Recorders queueing at the same time therefore share a sync. A
+//! plain thread keeps `fdatasync` off the async runtime's workers.
 //!
 //! Syncs are also spaced by [`SpoolConfig::sync_interval`](super::SpoolConfig):
 //! a group that arrives sooner after the last sync waits out the rest of the
@@ -14,8 +14,12 @@
 //! `commit_delay`). Under load the disk then sees one sync per interval
 //! rather than one per event or two; after a quiet spell nothing waits.
 //!
-//! A failed write is undone (truncated back) and fails only its records; if
-//! it cannot be undone the spool is marked broken and takes nothing more.
+//! A failed write is undone (truncated back) and fails its records and
+//! every later one of the group; if it cannot be undone the spool is marked
+//! broken and takes nothing more. A batch is never split across groups, so
+//! what is stored of it is always a prefix: a later record of a batch is
+//! never durable while an earlier one is not (the feed retries the rest
+//! under the same sequence numbers).
 
 use std::fs::File;
 use std::io;
@@ -30,20 +34,30 @@ use tracing::error;
 use super::AuditError;
 use super::spool::{Segment, Shared, create_segment};
 
-/// The most records committed together.
-const MAX_GROUP: usize = 1024;
+/// The most batches committed together: all that the queue holds.
+const MAX_BATCHES: usize = super::QUEUE_DEPTH;
 
-/// A framed event waiting to be written.
-pub(super) struct Pending {
+/// A framed event to write.
+pub(super) struct Record {
     /// The record bytes.
     pub frame: Vec<u8>,
     /// Its session, for the index.
     pub session: String,
     /// Its sequence, for the index.
     pub seq: u64,
-    /// Told once the record is durable, or why it is not.
-    pub done: oneshot::Sender<Result<(), AuditError>>,
 }
+
+/// Records written in order and answered together.
+pub(super) struct Batch {
+    pub records: Vec<Record>,
+    /// Told how many records, from the first, are durable, and why the rest
+    /// are not.
+    pub done: oneshot::Sender<Written>,
+}
+
+/// How many records of a batch are durable (a prefix), and why the rest are
+/// not.
+pub(super) type Written = (usize, Option<AuditError>);
 
 /// The segment being written.
 pub(super) struct Active {
@@ -63,25 +77,26 @@ impl Active {
 /// Starts the writer thread. It stops once every sender is dropped.
 pub(super) fn spawn(
     shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<Pending>,
+    mut queue: mpsc::Receiver<Batch>,
     mut active: Active,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("audit-spool".into())
         .spawn(move || {
             let interval = shared.config.sync_interval;
-            let mut group = Vec::with_capacity(MAX_GROUP);
+            let mut group = Vec::with_capacity(MAX_BATCHES);
+            let mut buffer = Vec::new();
             let mut last_sync: Option<Instant> = None;
-            while queue.blocking_recv_many(&mut group, MAX_GROUP) > 0 {
+            while queue.blocking_recv_many(&mut group, MAX_BATCHES) > 0 {
                 if let Some(wait) = wait_before_sync(last_sync, interval, Instant::now()) {
                     std::thread::sleep(wait);
                     // Takes in what arrived meanwhile; returns at once.
-                    let room = MAX_GROUP.saturating_sub(group.len());
+                    let room = MAX_BATCHES.saturating_sub(group.len());
                     if room > 0 && !queue.is_empty() {
                         queue.blocking_recv_many(&mut group, room);
                     }
                 }
-                commit_group(&shared, &mut active, &mut group);
+                commit_group(&shared, &mut active, &mut group, &mut buffer);
                 last_sync = Some(Instant::now());
             }
         })?;
@@ -99,65 +114,93 @@ fn wait_before_sync(
     (due > now).then(|| due - now)
 }
 
-/// Writes `group` (left empty), answering every record.
-fn commit_group(shared: &Shared, active: &mut Active, group: &mut Vec<Pending>) {
+/// Writes the records of `group` (left empty) and answers every batch.
+fn commit_group(
+    shared: &Shared,
+    active: &mut Active,
+    group: &mut Vec<Batch>,
+    buffer: &mut Vec<u8>,
+) {
+    let records = group.iter().flat_map(|batch| &batch.records);
+    let (mut stored, failure) = write_records(shared, active, records, buffer);
+    for batch in group.drain(..) {
+        let len = batch.records.len();
+        let durable = stored.min(len);
+        stored -= durable;
+        for record in &batch.records[durable..] {
+            shared.release(record.frame.len() as u64);
+        }
+        let error = (durable < len).then(|| match &failure {
+            Some(Failure::Disk(e)) => AuditError::Disk(Arc::clone(e)),
+            Some(Failure::Broken) | None => AuditError::Broken,
+        });
+        // The recorder may have given up waiting; what was stored stands.
+        let _ = batch.done.send((durable, error));
+    }
+}
+
+/// Why records were not written.
+enum Failure {
+    Disk(Arc<io::Error>),
+    Broken,
+}
+
+/// Appends `records` in order, one write and sync per segment touched;
+/// returns how many, from the first, are durable, and why the rest are not.
+fn write_records<'a>(
+    shared: &Shared,
+    active: &mut Active,
+    records: impl Iterator<Item = &'a Record>,
+    buffer: &mut Vec<u8>,
+) -> (usize, Option<Failure>) {
     let segment_bytes = shared.config.segment_bytes;
-    let mut records = group.drain(..).peekable();
+    let mut records = records.peekable();
+    let mut stored = 0;
     while let Some(first) = records.peek() {
         if shared.broken.load(Ordering::Acquire) {
-            fail(shared, records, || AuditError::Broken);
-            return;
+            return (stored, Some(Failure::Broken));
         }
         let full = active.len > 0 && active.len + first.frame.len() as u64 > segment_bytes;
-        let rolled = if full { roll(shared, active) } else { Ok(()) };
-        if let Err(e) = rolled {
+        if full && let Err(e) = roll(shared, active) {
             error!(error = %e, "could not start a new audit spool segment");
             shared.write_failed.store(true, Ordering::Release);
-            let e = Arc::new(e);
-            fail(shared, records, || AuditError::Disk(Arc::clone(&e)));
-            return;
+            return (stored, Some(Failure::Disk(Arc::new(e))));
         }
         // What fits in this segment; always at least one record, so an event
         // larger than a segment gets one of its own.
+        buffer.clear();
         let mut chunk = Vec::new();
-        let mut bytes = Vec::new();
-        while let Some(p) = records.next_if(|p| {
-            bytes.is_empty() || active.len + (bytes.len() + p.frame.len()) as u64 <= segment_bytes
+        while let Some(r) = records.next_if(|r| {
+            buffer.is_empty() || active.len + (buffer.len() + r.frame.len()) as u64 <= segment_bytes
         }) {
-            bytes.extend_from_slice(&p.frame);
-            chunk.push(p);
+            buffer.extend_from_slice(&r.frame);
+            chunk.push(r);
         }
-        if let Err(e) = append(&active.file, active.len, &bytes) {
+        if let Err(e) = append(&active.file, active.len, buffer) {
             error!(error = %e, segment = active.id, "audit spool write failed");
             shared.write_failed.store(true, Ordering::Release);
             if let Err(undo) = undo(&mut active.file, active.len) {
                 error!(error = %undo, segment = active.id, "could not undo a failed audit spool write: the spool takes no more events");
                 shared.broken.store(true, Ordering::Release);
             }
-            let e = Arc::new(e);
-            fail(shared, chunk.into_iter().chain(records), || {
-                AuditError::Disk(Arc::clone(&e))
-            });
-            return;
+            return (stored, Some(Failure::Disk(Arc::new(e))));
         }
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if shared.write_failed.swap(false, Ordering::AcqRel) {
             tracing::info!("audit spool writes succeed again");
         }
-        active.len += bytes.len() as u64;
+        active.len += buffer.len() as u64;
         {
             let mut state = shared.state();
-            for p in &chunk {
-                state.add(active.id, &p.session, p.seq);
+            for r in &chunk {
+                state.add(active.id, &r.session, r.seq);
             }
             state.set_len(active.id, active.len);
         }
         shared.data_ready.notify_one();
-        for p in chunk {
-            // The caller may have given up waiting; the record stands.
-            let _ = p.done.send(Ok(()));
-        }
+        stored += chunk.len();
     }
+    (stored, None)
 }
 
 fn append(file: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
@@ -179,13 +222,6 @@ fn roll(shared: &Shared, active: &mut Active) -> io::Result<()> {
     // The sealed segment may be acknowledged already.
     shared.trim();
     Ok(())
-}
-
-fn fail(shared: &Shared, records: impl Iterator<Item = Pending>, error: impl Fn() -> AuditError) {
-    for p in records {
-        shared.release(p.frame.len() as u64);
-        let _ = p.done.send(Err(error()));
-    }
 }
 
 #[cfg(test)]
