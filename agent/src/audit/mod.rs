@@ -85,13 +85,13 @@ pub struct SpoolConfig {
     /// next sync and share it, so the spool syncs at most once per
     /// interval instead of once per event; after a quiet spell an event is
     /// synced at once. No statement waits for it: events are recorded after
-    /// the statement. Default 5 ms; `0s` syncs every group as it comes.
+    /// the statement. Default 10 ms; `0s` syncs every group as it comes.
     #[serde(default = "default_sync_interval", with = "humantime_serde")]
     pub sync_interval: Duration,
 }
 
 fn default_sync_interval() -> Duration {
-    Duration::from_millis(5)
+    Duration::from_millis(10)
 }
 
 fn default_max_bytes() -> u64 {

@@ -25,11 +25,13 @@ use super::frame::{Next, RecordReader};
 use super::raw::{self, RawEvents};
 use super::spool::Shared;
 
-/// Events per request, at most.
 /// How long new events may wait to join the next request once the stream
-/// has caught up.
-const LINGER: Duration = Duration::from_millis(5);
-const BATCH_EVENTS: usize = 256;
+/// has caught up. Each request costs the PDP a disk sync and a round of
+/// framing whatever its size, so under load it pays to gather; the events
+/// are durable in the spool meanwhile, and nobody waits for them.
+const LINGER: Duration = Duration::from_millis(20);
+/// Events per request, at most.
+const BATCH_EVENTS: usize = 1024;
 /// Bytes per request, at most; an event larger than this goes alone (and
 /// `frame::MAX_PAYLOAD` keeps it under the PDP's 4 MiB message limit).
 const BATCH_BYTES: u64 = 1024 * 1024;

@@ -48,8 +48,11 @@ pub(crate) fn group_by_session(events: Vec<pb::AuditEvent>) -> Vec<SessionBatch>
         }
     }
     for batch in &mut batches {
-        // Stable: the first copy of a repeated sequence stays first.
-        batch.events.sort_by_key(|event| event.sequence);
+        // Stable: the first copy of a repeated sequence stays first. Agents
+        // send each session in order, so this is usually a check only.
+        if !batch.events.is_sorted_by_key(|event| event.sequence) {
+            batch.events.sort_by_key(|event| event.sequence);
+        }
         batch.events.dedup_by(|later, first| {
             let same_sequence = later.sequence == first.sequence;
             if same_sequence && later != first {

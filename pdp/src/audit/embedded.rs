@@ -251,7 +251,7 @@ impl Inner {
         if writer.stopped {
             return Err(AuditError::Stopped);
         }
-        let plans: Vec<Plan> = {
+        let mut plans: Vec<Plan> = {
             let index = self.index();
             group_by_session(events)
                 .into_iter()
@@ -265,9 +265,10 @@ impl Inner {
 
         let mut frames = Vec::new();
         let mut placed = Vec::new();
-        for linked in plans.iter().flat_map(|plan| &plan.new) {
+        for linked in plans.iter_mut().flat_map(|plan| &mut plan.new) {
             let record = Record {
-                event: linked.payload.clone(),
+                // The payload is needed only here: moved, not copied.
+                event: std::mem::take(&mut linked.payload),
                 previous_hash: linked.previous_hash.to_vec(),
                 hash: linked.hash.to_vec(),
             };

@@ -59,14 +59,10 @@ impl AuditService for AuditApi {
                 };
                 // Events are attributed to the agent that sent them,
                 // whatever they claim.
-                let events: Vec<pb::AuditEvent> = batch
-                    .events
-                    .into_iter()
-                    .map(|mut e| {
-                        e.agent_id.clone_from(&agent);
-                        e
-                    })
-                    .collect();
+                let mut events = batch.events;
+                for event in &mut events {
+                    event.agent_id.clone_from(&agent);
+                }
                 let reply = match store.append(events).await {
                     Ok(acks) => Ok(pb::StreamEventsResponse { acks }),
                     Err(e) => Err(internal(e)),

@@ -79,14 +79,20 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u32>, AuditError> {
 }
 
 /// Appends the frame of `record` to `out`; returns the record's length.
+/// The record is encoded in place, behind a header patched afterwards.
 pub(super) fn encode_frame(record: &Record, out: &mut Vec<u8>) -> Option<u32> {
-    let bytes = record.encode_to_vec();
-    let len = u32::try_from(bytes.len())
+    let len = u32::try_from(record.encoded_len())
         .ok()
         .filter(|len| (1..=MAX_RECORD_LEN).contains(len))?;
+    out.reserve(FRAME_HEADER_LEN as usize + len as usize);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    out.extend_from_slice(&bytes);
+    let crc_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let start = out.len();
+    // A `Vec` grows as needed: encoding into it cannot run out of room.
+    record.encode(out).ok()?;
+    let crc = crc32fast::hash(&out[start..]);
+    out[crc_at..start].copy_from_slice(&crc.to_le_bytes());
     Some(len)
 }
 
