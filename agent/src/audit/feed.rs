@@ -113,6 +113,8 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
     let mut received = Vec::with_capacity(BATCH);
     loop {
         if waiting.is_empty() {
+            // Nothing is held (the last held events were stored or skipped).
+            log.set_held(false);
             answer(&mut flushes, 0);
             if rx.recv_many(&mut received, BATCH).await == 0 {
                 return;
