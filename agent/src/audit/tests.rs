@@ -384,8 +384,8 @@ async fn a_full_spool_refuses_then_recovers_when_acks_trim_it() {
     assert_eq!(pdp.stored(), ids("s", 1..=seq));
 }
 
-#[tokio::test]
-async fn on_full_allow_keeps_accepting_but_stores_nothing_more() {
+/// A 4 KiB spool set to serve unaudited when full, its PDP away.
+async fn small_spool_serving_when_full() -> (tempfile::TempDir, AuditLog) {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr().await;
     let config = SpoolConfig {
@@ -395,6 +395,12 @@ async fn on_full_allow_keeps_accepting_but_stores_nothing_more() {
         ..SpoolConfig::new(dir.path())
     };
     let log = open(config, addr).await;
+    (dir, log)
+}
+
+#[tokio::test]
+async fn on_full_allow_keeps_accepting_but_stores_nothing_more() {
+    let (_dir, log) = small_spool_serving_when_full().await;
     let mut seq = 0;
     while log.record(event("s", seq + 1)).await.is_ok() {
         seq += 1;
@@ -602,15 +608,7 @@ async fn a_batch_the_disk_refuses_midway_is_stored_from_where_it_stopped() {
 
 #[tokio::test]
 async fn on_full_allow_the_feed_drops_what_does_not_fit_instead_of_holding_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr().await;
-    let config = SpoolConfig {
-        max_bytes: 4096,
-        segment_bytes: 1024,
-        on_full: OnFull::Allow,
-        ..SpoolConfig::new(dir.path())
-    };
-    let log = open(config, addr).await;
+    let (_dir, log) = small_spool_serving_when_full().await;
     let feed = Feed::start(log.clone());
     let session = feed.sender();
     for _ in 0..500 {
