@@ -729,6 +729,8 @@ async fn a_spool_disk_that_fails_writes_fails_closed() {
     let db = e.as_db_error().unwrap();
     assert_eq!(db.code().code(), "58000", "{db:?}");
     assert!(db.message().contains("audit spool"), "{}", db.message());
+    // The disk, not a slow policy service, is named as the cause.
+    assert!(!db.message().contains("spool is full"), "{}", db.message());
     // It stays closed while writes fail: reads too, on this session and on
     // a new one.
     for _ in 0..3 {

@@ -163,6 +163,17 @@ pub enum OnFull {
     Allow,
 }
 
+/// Why the audit log takes no new statements (see [`AuditLog::closed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The spool holds `max_bytes` the PDP has not acknowledged.
+    Full,
+    /// The spool's disk refuses writes (full, failing, or broken).
+    Unwritable,
+    /// Writes work again; events held meanwhile are still being written.
+    CatchingUp,
+}
+
 /// What waits for the PDP, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
@@ -324,26 +335,35 @@ impl AuditLog {
         })
     }
 
-    /// Whether new statements may run. With [`OnFull::Refuse`], false once
-    /// the spool is within 1/16 (at most 64 KiB) of its cap, after a record
-    /// was refused for space (until acknowledgements free a segment), while
-    /// the feed holds events the spool refused (until they are stored), or
-    /// after a disk failure that could not be undone: the session refuses
-    /// with a clear error instead of running unaudited. Always true with
-    /// [`OnFull::Allow`].
+    /// Whether new statements may run: [`Self::closed`] is `None`.
     pub fn accepting(&self) -> bool {
+        self.closed().is_none()
+    }
+
+    /// Why new statements may not run now, if they may not. With
+    /// [`OnFull::Refuse`]: once the spool is within 1/16 (at most 64 KiB) of
+    /// its cap, after a record was refused for space (until acknowledgements
+    /// free a segment), while writes fail or the feed holds events the spool
+    /// refused (until they are stored), or after a disk failure that could
+    /// not be undone. The session then refuses with a clear error instead of
+    /// running unaudited. Always `None` with [`OnFull::Allow`].
+    pub fn closed(&self) -> Option<Closed> {
         let shared = &self.shared;
-        match shared.config.on_full {
-            OnFull::Allow => true,
-            OnFull::Refuse => {
-                let max = shared.config.max_bytes;
-                let headroom = (max / 16).min(64 * 1024);
-                !shared.broken.load(Ordering::Acquire)
-                    && !shared.write_failed.load(Ordering::Acquire)
-                    && !shared.held.load(Ordering::Acquire)
-                    && !shared.is_full()
-                    && shared.used.load(Ordering::Acquire).saturating_add(headroom) <= max
-            }
+        if shared.config.on_full == OnFull::Allow {
+            return None;
+        }
+        let max = shared.config.max_bytes;
+        let headroom = (max / 16).min(64 * 1024);
+        if shared.broken.load(Ordering::Acquire) || shared.write_failed.load(Ordering::Acquire) {
+            Some(Closed::Unwritable)
+        } else if shared.is_full()
+            || shared.used.load(Ordering::Acquire).saturating_add(headroom) > max
+        {
+            Some(Closed::Full)
+        } else if shared.held.load(Ordering::Acquire) {
+            Some(Closed::CatchingUp)
+        } else {
+            None
         }
     }
 

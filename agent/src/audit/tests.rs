@@ -368,7 +368,7 @@ async fn a_full_spool_refuses_then_recovers_when_acks_trim_it() {
         error.to_string().starts_with("the audit spool is full"),
         "{error}"
     );
-    assert!(!log.accepting());
+    assert_eq!(log.closed(), Some(Closed::Full));
     let backlog = log.backlog();
     assert_eq!(backlog.refused, 1);
     assert_eq!(backlog.events, seq - 1);
@@ -591,7 +591,11 @@ async fn a_batch_the_disk_refuses_midway_is_stored_from_where_it_stopped() {
     );
     // Closed while the feed holds events, however long it takes.
     sleep(Duration::from_millis(300)).await;
-    assert!(!log.accepting());
+    assert!(
+        matches!(log.closed(), Some(Closed::Unwritable | Closed::CatchingUp)),
+        "{:?}",
+        log.closed()
+    );
 
     for path in blocked {
         std::fs::remove_dir(path).unwrap();

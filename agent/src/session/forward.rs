@@ -439,16 +439,29 @@ impl Forward {
         Ok(out)
     }
 
-    /// Fail closed: no statement runs while the audit spool is full.
+    /// Fail closed: no statement runs while its audit event could not be
+    /// stored.
     fn audit_refusal(&self) -> Option<Refusal> {
-        let full = self.audit.as_ref().is_some_and(|a| !a.accepting());
-        full.then(|| {
-            Refusal::plain(
-                sqlstate::SYSTEM_ERROR,
-                "palisade: statement refused: the audit spool is full, and statements do not run unaudited".to_owned(),
-                Some("the policy service has not acknowledged audit events for a while; retry later".to_owned()),
-            )
-        })
+        use crate::audit::Closed;
+        let (why, hint) = match self.audit.as_ref()?.closed()? {
+            Closed::Full => (
+                "the audit spool is full",
+                "the policy service has not acknowledged audit events for a while; retry later",
+            ),
+            Closed::Unwritable => (
+                "the audit spool cannot be written (the agent's disk is full or failing)",
+                "statements run again once the agent can write its audit spool; tell the agent's operator",
+            ),
+            Closed::CatchingUp => (
+                "the audit spool is still writing events held during an outage",
+                "retry in a moment",
+            ),
+        };
+        Some(Refusal::plain(
+            sqlstate::SYSTEM_ERROR,
+            format!("palisade: statement refused: {why}, and statements do not run unaudited"),
+            Some(hint.to_owned()),
+        ))
     }
 
     /// Simple protocol (and fastpath): a stand-in query, answered by an
