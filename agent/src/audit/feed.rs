@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{AuditError, AuditLog};
 
-/// Most events recorded in one go (the writer's group size).
+/// Most events recorded in one go (one batch for the writer).
 const BATCH: usize = 1024;
 /// First retry delay while the spool refuses events.
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -70,8 +70,10 @@ impl Feed {
         }
     }
 
-    /// Waits until every sender is gone and everything sent is in the
-    /// spool, for at most `timeout`; false when events are still held.
+    /// Waits until every sender is gone and everything sent has left the
+    /// feed (stored in the spool, or dropped as unstorable or because the
+    /// spool is full and configured to serve unaudited), for at most
+    /// `timeout`; false when events are still held.
     pub async fn recorded(&self, timeout: Duration) -> bool {
         let all = async {
             let mut live = self.senders.subscribe();
@@ -142,21 +144,27 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
         }
         answer(&mut flushes, stored);
         match error {
-            None => {
-                retry = RETRY_MIN;
-                log.set_held(false);
-            }
+            // `held` stays set until the queue is empty (top of the loop):
+            // a backlog larger than one batch is still only in memory.
+            None => retry = RETRY_MIN,
             Some(AuditError::Stopped) => return,
             Some(AuditError::Full { .. }) if log.serves_when_full() => {
-                // Configured to serve unaudited while full: the event is
-                // dropped (the spool logged it), not held in memory.
-                waiting.pop_front();
-                answer(&mut flushes, 1);
+                // Configured to serve unaudited while full: the rest of the
+                // batch is dropped (the spool logged it), not held in memory.
+                let dropped = batch - stored;
+                for event in waiting.drain(..dropped) {
+                    numbers.dropped(&event);
+                }
+                answer(&mut flushes, dropped);
+                // Nothing above waited: let the sessions run.
+                tokio::task::yield_now().await;
             }
             Some(e @ (AuditError::InvalidEvent(_) | AuditError::TooLarge { .. })) => {
                 // This event can never be stored; its number is reused.
                 tracing::error!(error = %e, "audit event cannot be spooled; skipped");
-                waiting.pop_front();
+                if let Some(event) = waiting.pop_front() {
+                    numbers.dropped(&event);
+                }
                 answer(&mut flushes, 1);
             }
             Some(e) => {
@@ -212,15 +220,28 @@ impl Numbers {
     /// `event` is in the spool: its session moves on, and forgets its
     /// counter after its last event.
     fn stored(&mut self, event: &pb::AuditEvent) {
-        use pb::audit_event::Event;
-        match event.event {
-            Some(Event::SessionEnded(_) | Event::SessionRefused(_)) => {
-                self.next.remove(&event.session_id);
-            }
-            _ => {
-                self.next
-                    .insert(event.session_id.clone(), event.sequence + 1);
-            }
+        if is_last(event) {
+            self.next.remove(&event.session_id);
+        } else {
+            self.next
+                .insert(event.session_id.clone(), event.sequence + 1);
         }
     }
+
+    /// `event` was dropped: its number goes to the session's next event,
+    /// and the counter is forgotten after the session's last event.
+    fn dropped(&mut self, event: &pb::AuditEvent) {
+        if is_last(event) {
+            self.next.remove(&event.session_id);
+        }
+    }
+}
+
+/// Whether `event` is its session's last.
+fn is_last(event: &pb::AuditEvent) -> bool {
+    use pb::audit_event::Event;
+    matches!(
+        event.event,
+        Some(Event::SessionEnded(_) | Event::SessionRefused(_))
+    )
 }

@@ -166,7 +166,9 @@ pub enum OnFull {
 /// Why the audit log takes no new statements (see [`AuditLog::closed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
-    /// The spool holds `max_bytes` the PDP has not acknowledged.
+    /// The spool is at (or within its headroom of) `max_bytes` the PDP
+    /// has not acknowledged, or refused an event for space since a segment
+    /// was last freed.
     Full,
     /// The spool's disk refuses writes (full, failing, or broken).
     Unwritable,
@@ -276,6 +278,12 @@ impl AuditLog {
         &self,
         events: impl IntoIterator<Item = &'a pb::AuditEvent>,
     ) -> (usize, Option<AuditError>) {
+        // The queue slot first: once room is reserved in the spool, nothing
+        // is awaited until the batch is with the writer, which releases
+        // what it does not write (dropping this future cannot leak room).
+        let Ok(slot) = self.queue.reserve().await else {
+            return (0, Some(AuditError::Stopped));
+        };
         let mut records = Vec::new();
         let mut stopped = None;
         for event in events {
@@ -291,12 +299,7 @@ impl AuditLog {
             return (0, stopped);
         }
         let (done, written) = oneshot::channel();
-        if let Err(unsent) = self.queue.send(Batch { records, done }).await {
-            for record in unsent.0.records {
-                self.shared.release(record.frame.len() as u64);
-            }
-            return (0, Some(AuditError::Stopped));
-        }
+        slot.send(Batch { records, done });
         match written.await {
             Ok((stored, None)) => (stored, stopped),
             Ok((stored, Some(e))) => (stored, Some(e)),
