@@ -7,12 +7,12 @@
 //!    them per session and records everything queued across sessions in
 //!    one batch ([`AuditLog::record_batch`]; [`AuditLog::record`] for one).
 //!    Recording frames each event (`frame`: length, crc32, protobuf) and
-//!    hands it to the writer.
-//! 2. The writer thread (`writer`) appends it to the active segment of the
-//!    spool directory with a group commit: records queued together share one
-//!    `write` and one `fdatasync`, and syncs are at least
-//!    [`SpoolConfig::sync_interval`] apart under load. `record` returns once
-//!    the event is durable.
+//!    hands the batch to the writer.
+//! 2. The writer thread (`writer`) appends batches to the active segment of
+//!    the spool directory with a group commit: batches queued together share
+//!    one `write` and one `fdatasync`, and syncs are at least
+//!    [`SpoolConfig::sync_interval`] apart under load. A batch is answered
+//!    once, when durable; what is stored of it is always a prefix.
 //! 3. The streamer task (`streamer`) keeps one `StreamEvents` call open to
 //!    the PDP and sends the spool in order, oldest first, as the bytes the
 //!    spool holds (`raw`).
@@ -23,9 +23,10 @@
 //! At open, `recover` reads what a previous run left (it may have been
 //! killed mid-write); those events are sent first. When the PDP is away,
 //! events accumulate up to [`SpoolConfig::max_bytes`]; past it recording
-//! fails and [`AuditLog::accepting`] turns false so sessions refuse
-//! statements instead of running them unaudited (unless configured
-//! otherwise, see [`OnFull`]).
+//! fails and [`AuditLog::closed`] says why, so sessions refuse statements
+//! instead of running them unaudited (unless configured otherwise, see
+//! [`OnFull`]). So they do while the disk refuses writes, and until the
+//! events the feed held meanwhile are written.
 //!
 //! Spool format: files `spool-<16-digit n>.log`; records are
 //! `u32 length (LE) | u32 crc32 of the payload (LE) | prost AuditEvent`.
