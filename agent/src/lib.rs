@@ -28,3 +28,9 @@ pub mod metrics;
 pub mod net;
 pub mod pdp;
 pub mod session;
+
+/// The maps a session looks up for every statement (analyses by query
+/// text, decisions, prepared statements and portals by name): a fast seeded
+/// hash, since each is bounded and only hurts its own session if a client
+/// aimed collisions at it.
+pub(crate) type SessionMap<K, V> = foldhash::HashMap<K, V>;

@@ -15,6 +15,7 @@ use std::time::Instant;
 use palisade_sql::{Attributes, Statement};
 use tracing::{debug, warn};
 
+use crate::SessionMap as HashMap;
 use crate::error::sqlstate;
 use crate::metrics::Metrics;
 use crate::pdp::{Decision, Effect, PdpClient, PdpError};
@@ -109,12 +110,6 @@ impl PolicyVersion {
 /// Re-opens a session at the PDP under the same id (after a PDP restart).
 pub type Reopen =
     Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, PdpError>> + Send + Sync>;
-
-/// The per-session caches are looked up for every statement, keyed by
-/// query text and attributes: a fast seeded hash, since each is bounded
-/// (cleared when full) and only hurts its own session if a client aimed
-/// collisions at it.
-type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Largest number of distinct query texts whose analysis a session keeps.
 const ANALYSIS_CACHE_ENTRIES: usize = 512;

@@ -14,15 +14,12 @@ use tokio_util::codec::Decoder;
 use super::End;
 use super::record::{Pending, Recorder, StatementRef};
 use super::shared::{Request, Shared};
+use crate::SessionMap as HashMap;
 use crate::codec::{Bind, Close, Execute, FrameCodec, FrontendTag, Parse, Query, Target, write};
 use crate::enforce::{Enforcer, Note, Refusal, Verdict};
 use crate::error::sqlstate;
 use crate::masking::catalog::{Catalog, Snapshot};
 use crate::net::Stream;
-
-/// Prepared statements and portals by name, looked up per Bind and Execute
-/// (a fast seeded hash; see [`crate::enforce`]).
-type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// A statement prepared through the agent, as decided.
 /// Shared between the prepared statement and each portal bound from it.
