@@ -204,15 +204,20 @@ impl Numbers {
     /// only those that are (see [`Self::stored`]) move the counters on, so
     /// a retry numbers the rest the same way again.
     fn assign<'a>(&self, events: impl Iterator<Item = &'a mut pb::AuditEvent>) {
-        let mut batch: HashMap<String, u64> = HashMap::new();
+        let mut batch: HashMap<&'a str, u64> = HashMap::new();
         for event in events {
-            let next = match batch.get_mut(&event.session_id) {
-                Some(next) => next,
-                None => batch
-                    .entry(event.session_id.clone())
-                    .or_insert_with(|| self.next.get(&event.session_id).copied().unwrap_or(1)),
-            };
-            event.sequence = *next;
+            // Split borrows: the key borrows the session id for the whole
+            // batch while the sequence is written.
+            let pb::AuditEvent {
+                session_id,
+                sequence,
+                ..
+            } = event;
+            let session: &'a str = session_id;
+            let next = batch
+                .entry(session)
+                .or_insert_with(|| self.next.get(session).copied().unwrap_or(1));
+            *sequence = *next;
             *next += 1;
         }
     }

@@ -302,8 +302,9 @@ impl AuditLog {
         let (done, written) = oneshot::channel();
         slot.send(Batch { records, done });
         match written.await {
-            Ok((stored, None)) => (stored, stopped),
-            Ok((stored, Some(e))) => (stored, Some(e)),
+            // A write error stopped the batch before an event that could
+            // not be framed would have.
+            Ok((stored, error)) => (stored, error.or(stopped)),
             Err(_) => (0, Some(AuditError::Stopped)),
         }
     }
@@ -352,10 +353,10 @@ impl AuditLog {
     /// not be undone. The session then refuses with a clear error instead of
     /// running unaudited. Always `None` with [`OnFull::Allow`].
     pub fn closed(&self) -> Option<Closed> {
-        let shared = &self.shared;
-        if shared.config.on_full == OnFull::Allow {
+        if self.serves_when_full() {
             return None;
         }
+        let shared = &self.shared;
         let max = shared.config.max_bytes;
         let headroom = (max / 16).min(64 * 1024);
         if shared.broken.load(Ordering::Acquire) || shared.write_failed.load(Ordering::Acquire) {
