@@ -373,7 +373,7 @@ impl AuditLog {
     }
 
     /// The feed holds events the spool refused and retries them; while it
-    /// does, sessions refuse statements (see [`Self::accepting`]).
+    /// does, sessions refuse statements (see [`Self::closed`]).
     fn set_held(&self, held: bool) {
         self.shared.held.store(held, Ordering::Release);
     }
