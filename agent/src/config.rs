@@ -31,9 +31,8 @@ pub struct AgentConfig {
     /// Inline masking of result columns.
     #[serde(default)]
     pub masking: MaskingSettings,
-    /// Threads that serve sessions. Default: one per CPU. On a host shared
-    /// with the database, fewer threads mean fewer cross-thread wake-ups
-    /// per statement (see README "Benchmarks").
+    /// Threads that serve sessions, each session wholly on one (see
+    /// [`crate::threads`]). Default: one per CPU.
     #[serde(default)]
     pub worker_threads: Option<usize>,
 }

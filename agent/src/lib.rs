@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod pdp;
 pub mod session;
+pub mod threads;
 
 /// The maps a session looks up for every statement (analyses by query
 /// text, decisions, prepared statements and portals by name): a fast seeded

@@ -1,5 +1,6 @@
-//! Accepting clients: one task per connection, a bound on how many, a bound
-//! on how long startup may take, and a drain on shutdown.
+//! Accepting clients: one task per connection, on the session thread with
+//! the fewest sessions ([`crate::threads`]), a bound on how many, a bound on
+//! how long startup may take, and a drain on shutdown.
 
 use std::future::Future;
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::frontend::{self, Knock};
 use crate::metrics::Metrics;
 use crate::pdp::{PdpClient, PdpError};
 use crate::session::{self, CancelRegistry};
+use crate::threads::SessionThreads;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -163,15 +165,17 @@ fn host_name() -> String {
 /// rather than left waiting in the backlog) and gives open sessions up to
 /// `drain` to finish. Then the sessions' audit events are spooled and the
 /// spool is flushed to the PDP, each also within `drain`.
+/// Sessions run on `threads` (see [`SessionThreads::for_config`]).
 pub async fn serve(
     listener: TcpListener,
     ctx: AgentContext,
+    threads: SessionThreads,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
     let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, tls = ctx.client_tls.is_some(), "agent listening");
+        info!(%addr, tls = ctx.client_tls.is_some(), session_threads = threads.len(), "agent listening");
     }
     let mut sessions = tokio::task::JoinSet::new();
     let poller = tokio::spawn(poll_policy_version(ctx.clone()));
@@ -195,11 +199,28 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        // The socket moves to the session's thread: registered with that
+        // thread's runtime, its wake-ups stay there.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot hand the connection to a session thread");
+                continue;
+            }
+        };
         let ctx = ctx.clone();
-        sessions.spawn(async move {
-            let _permit = permit;
-            handle(tcp, peer, ctx).await;
-        });
+        let (thread, seat) = threads.seat();
+        sessions.spawn_on(
+            async move {
+                let _permit = permit;
+                let _seat = seat;
+                match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => handle(tcp, peer, ctx).await,
+                    Err(e) => warn!(%peer, error = %e, "cannot register the connection"),
+                }
+            },
+            thread,
+        );
     }
     drop(listener);
     info!(open = sessions.len(), "agent draining");

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use palisade_agent::config::AgentConfig;
 use palisade_agent::context::AgentContext;
+use palisade_agent::threads::SessionThreads;
 use palisade_agent::{listener, metrics};
 use tracing_subscriber::EnvFilter;
 
@@ -49,11 +50,10 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = AgentConfig::load(&args.config)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.worker_threads {
-        runtime.worker_threads(threads);
-    }
-    let runtime = runtime
+    // Sessions run on threads of their own (`worker_threads`, see
+    // `palisade_agent::threads`); this runtime, on the main thread, serves
+    // what they share: accepting, the PDP client, the audit feed and stream.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -73,7 +73,9 @@ async fn serve(config: AgentConfig, drain: Duration) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    listener::serve(listener, ctx, shutdown_signal(), drain).await;
+    let threads =
+        SessionThreads::for_config(&ctx.config).context("cannot start the session threads")?;
+    listener::serve(listener, ctx, threads, shutdown_signal(), drain).await;
     Ok(())
 }
 

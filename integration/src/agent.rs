@@ -129,6 +129,7 @@ impl RunningAgent {
             None => None,
         };
         let ctx = AgentContext::new(config).await?;
+        let threads = palisade_agent::threads::SessionThreads::for_config(&ctx.config)?;
         let metrics_addr = metrics_addr.map(|(listener, bound)| {
             tokio::spawn(palisade_agent::metrics::serve(
                 listener,
@@ -142,6 +143,7 @@ impl RunningAgent {
             palisade_agent::listener::serve(
                 listener,
                 serve_ctx,
+                threads,
                 async move {
                     let _ = rx.await;
                 },
