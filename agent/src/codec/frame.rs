@@ -156,6 +156,34 @@ impl FrameCodec {
     }
 }
 
+impl FrameCodec {
+    /// The complete messages tagged `tag` that start `src`, one after the
+    /// other: their length in bytes and how many. For relaying a run of
+    /// messages the proxy does not look into (a result's DataRows) with one
+    /// copy, instead of cutting each out with [`Decoder::decode`]. Stops at
+    /// a message of another tag, an incomplete one, or one `decode` would
+    /// reject (left to `decode` to report).
+    pub fn run_of(&self, src: &[u8], tag: u8) -> (usize, u64) {
+        let limit = self.max_len.min(i32::MAX as usize);
+        let mut at = 0usize;
+        let mut count = 0u64;
+        while let Some(&[t, a, b, c, d]) = src.get(at..).and_then(<[u8]>::first_chunk) {
+            let len = usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
+            if t != tag || len < 4 || len > limit {
+                break;
+            }
+            // Cannot overflow: `len <= i32::MAX` and `at <= src.len()`.
+            let end = at.saturating_add(len).saturating_add(1);
+            if end > src.len() {
+                break;
+            }
+            at = end;
+            count += 1;
+        }
+        (at, count)
+    }
+}
+
 impl Decoder for FrameCodec {
     type Item = Frame;
     type Error = CodecError;

@@ -307,3 +307,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `run_of` covers exactly the messages `decode` would cut out one by
+    /// one before the first of another tag, an incomplete or a bad one.
+    #[test]
+    fn a_run_of_one_tag_is_what_decode_cuts_out(
+        messages in prop::collection::vec(
+            (prop_oneof![Just(b'D'), Just(b'C'), any::<u8>()], prop::collection::vec(any::<u8>(), 0..40)),
+            0..8,
+        ),
+        cut in any::<prop::sample::Index>(),
+        max in 4usize..48,
+    ) {
+        let mut wire = Vec::new();
+        for (tag, body) in &messages {
+            wire.push(*tag);
+            wire.extend_from_slice(&u32::try_from(body.len() + 4).unwrap_or(u32::MAX).to_be_bytes());
+            wire.extend_from_slice(body);
+        }
+        // Also runs ending in the middle of a message.
+        let wire = &wire[..cut.index(wire.len() + 1)];
+        let mut codec = super::FrameCodec::new(max);
+        let (len, count) = codec.run_of(wire, b'D');
+        let mut buf = BytesMut::from(wire);
+        let (mut cut_len, mut cut_count) = (0usize, 0u64);
+        while let Ok(Some(frame)) = codec.decode(&mut buf) {
+            if frame.tag() != b'D' {
+                break;
+            }
+            cut_len += frame.wire_len();
+            cut_count += 1;
+        }
+        prop_assert_eq!((len, count), (cut_len, cut_count));
+    }
+}

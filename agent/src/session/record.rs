@@ -78,6 +78,43 @@ pub struct Outcome {
     pub sqlstate: Option<String>,
 }
 
+/// Statements whose outcome is known, waiting to be recorded until the
+/// results that ended them are on their way to the client: building an
+/// event is then off the statement's critical path. What is left when this
+/// is dropped (the session ended in between) is recorded then.
+pub struct Completions {
+    recorder: Arc<Recorder>,
+    done: Vec<(Pending, Outcome)>,
+}
+
+impl Completions {
+    /// Completions recorded through `recorder`.
+    pub fn new(recorder: Arc<Recorder>) -> Self {
+        Self {
+            recorder,
+            done: Vec::new(),
+        }
+    }
+
+    /// `pending` ended with `outcome`.
+    pub fn push(&mut self, pending: Pending, outcome: Outcome) {
+        self.done.push((pending, outcome));
+    }
+
+    /// Records every completion so far, in order.
+    pub fn record(&mut self) {
+        for (pending, outcome) in self.done.drain(..) {
+            self.recorder.completed(&pending, outcome);
+        }
+    }
+}
+
+impl Drop for Completions {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
 /// Ships a session's events, in order, to the feed that numbers and
 /// spools them (see [`crate::audit::Feed`]).
 pub struct Recorder {

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
 use super::End;
-use super::record::{Outcome, Pending, Recorder};
+use super::record::{Completions, Outcome, Pending, Recorder};
 use super::shared::Shared;
 use crate::codec::backend::{
     CommandComplete, CopyResponse, ErrorResponse, ReadyForQuery, RowDescription, Severity,
@@ -72,8 +72,18 @@ pub async fn run(
     // against a corrupted stream.
     let mut codec = FrameCodec::new(1 << 30);
     let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut completions = Completions::new(recorder);
     loop {
         loop {
+            if matches!(current, Rows::Pass) {
+                // Rows that pass as they are: the whole run in one copy.
+                let (len, count) = codec.run_of(&buf, BackendTag::DataRow.as_u8());
+                if count > 0 {
+                    rows += count;
+                    out.extend_from_slice(&buf[..len]);
+                    buf.advance(len);
+                }
+            }
             let frame = match codec.decode(&mut buf) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -166,7 +176,7 @@ pub async fn run(
                             rows: c.rows().unwrap_or(rows),
                             ..Outcome::default()
                         };
-                        if shared.finished(outcome, &recorder)
+                        if shared.finished(outcome, &mut completions)
                             && let Some(catalog) = &masking.catalog
                         {
                             // Views may have appeared or changed; in a
@@ -187,7 +197,7 @@ pub async fn run(
                             rows,
                             ..Outcome::default()
                         },
-                        &recorder,
+                        &mut completions,
                     );
                     rows = 0;
                 }
@@ -218,7 +228,7 @@ pub async fn run(
                                 sqlstate: e.code().map(str::to_owned),
                                 ..Outcome::default()
                             },
-                            &recorder,
+                            &mut completions,
                         );
                         rows = 0;
                     }
@@ -226,7 +236,7 @@ pub async fn run(
                 Some(BackendTag::ReadyForQuery) => {
                     current = Rows::Unplanned;
                     if let Ok(r) = ReadyForQuery::from_body(frame.body()) {
-                        shared.ready(&recorder);
+                        shared.ready(&mut completions);
                         if ddl_in_transaction && r.status == TransactionStatus::Idle {
                             ddl_in_transaction = false;
                             if let Some(catalog) = &masking.catalog {
@@ -249,6 +259,7 @@ pub async fn run(
             }
             out.clear();
         }
+        completions.record();
         buf.reserve(READ_CHUNK);
         tokio::select! {
             read = upstream.read_buf(&mut buf) => match read {

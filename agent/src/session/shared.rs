@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use rand::Rng;
 
-use super::record::{Outcome, Pending, Recorder};
+use super::record::{Completions, Outcome, Pending};
 use crate::enforce::Refusal;
 
 /// Which request a queued item belongs to: requests end with a ReadyForQuery
@@ -111,35 +111,29 @@ impl Shared {
     /// error: the database skipped them, as it skips every message after an
     /// error, so they are dropped (the statements recorded as not executed).
     /// Those of later requests (already sent by a pipelining client) stay.
-    pub fn ready(&self, recorder: &Recorder) {
-        let skipped: Vec<Pending> = {
-            let mut s = self.lock();
-            s.answered += 1;
-            let answered = s.answered;
-            while s.refusals.front().is_some_and(|(r, _)| *r <= answered) {
-                s.refusals.pop_front();
+    pub fn ready(&self, completions: &mut Completions) {
+        let mut s = self.lock();
+        s.answered += 1;
+        let answered = s.answered;
+        while s.refusals.front().is_some_and(|(r, _)| *r <= answered) {
+            s.refusals.pop_front();
+        }
+        while s.describes.front().is_some_and(|(r, _)| *r <= answered) {
+            s.describes.pop_front();
+        }
+        while s.pending.front().is_some_and(|(r, _)| *r <= answered) {
+            if let Some((_, p)) = s.pending.pop_front() {
+                completions.push(
+                    p,
+                    Outcome {
+                        error: Some(
+                            "not executed: an earlier message of the same request failed"
+                                .to_owned(),
+                        ),
+                        ..Outcome::default()
+                    },
+                );
             }
-            while s.describes.front().is_some_and(|(r, _)| *r <= answered) {
-                s.describes.pop_front();
-            }
-            let mut skipped = Vec::new();
-            while s.pending.front().is_some_and(|(r, _)| *r <= answered) {
-                if let Some((_, p)) = s.pending.pop_front() {
-                    skipped.push(p);
-                }
-            }
-            skipped
-        };
-        for p in skipped {
-            recorder.completed(
-                &p,
-                Outcome {
-                    error: Some(
-                        "not executed: an earlier message of the same request failed".to_owned(),
-                    ),
-                    ..Outcome::default()
-                },
-            );
         }
     }
 
@@ -177,11 +171,12 @@ impl Shared {
     }
 
     /// The statement at the front finished; whether it was DDL.
-    pub fn finished(&self, outcome: Outcome, recorder: &Recorder) -> bool {
+    pub fn finished(&self, outcome: Outcome, completions: &mut Completions) -> bool {
         let front = self.lock().pending.pop_front();
         front.is_some_and(|(_, p)| {
-            recorder.completed(&p, outcome);
-            p.statement.attributes.is_ddl
+            let ddl = p.statement.attributes.is_ddl;
+            completions.push(p, outcome);
+            ddl
         })
     }
 
