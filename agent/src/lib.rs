@@ -1,10 +1,11 @@
 //! The Palisade agent: a PostgreSQL wire-protocol gateway that puts a policy
 //! decision in front of every statement.
 //!
-//! Modules follow the traffic: [`listener`] accepts a client; [`frontend`]
-//! negotiates TLS and reads its startup and token; [`session`] opens the
-//! session at the PDP ([`pdp`]), connects upstream ([`backend`]) and runs the
-//! two directions; on the way in, [`codec`] frames each message and
+//! Modules follow the traffic: [`listener`] accepts a client and hands it to
+//! one of the session [`threads`], where the session lives to its end;
+//! [`frontend`] negotiates TLS and reads its startup and token; [`session`]
+//! opens the session at the PDP ([`pdp`]), connects upstream ([`backend`])
+//! and runs the two directions; on the way in, [`codec`] frames each message and
 //! [`enforce`] decides each statement (analysis by `palisade_sql`); on the
 //! way out, results are relayed. [`error`] maps every failure to what the
 //! client sees. Nothing here is PostgreSQL-specific but [`codec`],

@@ -118,6 +118,39 @@ async fn refused_statements_never_reach_the_database() {
     assert!(log.contains("SELECT count(*) FROM orders"));
 }
 
+/// Query strings over 4 KiB are parsed off the session thread
+/// (`enforce::BLOCKING_ANALYSIS_BYTES`): decided the same, statement by
+/// statement.
+#[tokio::test]
+async fn long_query_strings_are_decided_like_short_ones() {
+    let stack = Stack::start().await.unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    let reads = "SELECT count(*) FROM orders WHERE id > 0;\n".repeat(120);
+    assert!(reads.len() > 4096);
+    let messages = ci.simple_query(&reads).await.unwrap();
+    let rows = messages
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 120);
+
+    let with_delete = format!("{reads}DELETE FROM orders WHERE id = 1;\n{reads}");
+    let e = ci.simple_query(&with_delete).await.unwrap_err();
+    assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
+    let broken = format!("{reads}SELEKT broken;");
+    let e = ci.simple_query(&broken).await.unwrap_err();
+    assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("does not parse"),
+        "{e:?}"
+    );
+    ci.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(order_count(&stack).await, 100);
+}
+
 #[tokio::test]
 async fn a_refusal_in_a_transaction_aborts_it_on_both_sides() {
     let stack = Stack::start().await.unwrap();

@@ -114,6 +114,12 @@ pub type Reopen =
 /// Largest number of distinct query texts whose analysis a session keeps.
 const ANALYSIS_CACHE_ENTRIES: usize = 512;
 
+/// Query strings at least this long are parsed on a blocking thread. A
+/// session thread serves many sessions without stealing between threads
+/// (see [`crate::threads`]); parsing takes about 0.25 µs a byte, so a
+/// migration script would otherwise stall its neighbours for milliseconds.
+const BLOCKING_ANALYSIS_BYTES: usize = 4 * 1024;
+
 /// The per-session enforcement state. Owned by the session's client-reading
 /// task: nothing here is shared with other sessions except the PDP client,
 /// the policy version and the metrics.
@@ -171,7 +177,7 @@ impl Enforcer {
         &self.pdp
     }
 
-    fn analyze(&mut self, sql: &str) -> Result<Arc<Vec<Statement>>, Refusal> {
+    async fn analyze(&mut self, sql: &str) -> Result<Arc<Vec<Statement>>, Refusal> {
         if let Some(a) = self.analyses.get(sql) {
             return Ok(a.clone());
         }
@@ -184,8 +190,19 @@ impl Enforcer {
             self.metrics.analysis_by_shape();
             return Ok(Arc::new(vec![only.with_text(text)]));
         }
-        let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
-        let statements = palisade_sql::analyze(sql, &path).map_err(|e| {
+        let analysed = if sql.len() >= BLOCKING_ANALYSIS_BYTES {
+            let (text, path) = (sql.to_owned(), self.search_path.clone());
+            tokio::task::spawn_blocking(move || {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                palisade_sql::analyze(&text, &path)
+            })
+            .await
+            .unwrap_or(Err(palisade_sql::AnalyzeError::Internal))
+        } else {
+            let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
+            palisade_sql::analyze(sql, &path)
+        };
+        let statements = analysed.map_err(|e| {
             Refusal::plain(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!("palisade: statement refused: it does not parse ({e})"),
@@ -215,7 +232,7 @@ impl Enforcer {
     /// Decides a query string (simple protocol) or the text of a Parse.
     /// Every statement is decided; if any is refused, none runs.
     pub async fn check(&mut self, sql: &str) -> Verdict {
-        let statements = match self.analyze(sql) {
+        let statements = match self.analyze(sql).await {
             Ok(s) => s,
             Err(r) => {
                 self.metrics.statement(Effect::Deny);
