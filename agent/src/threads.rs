@@ -15,11 +15,11 @@
 //! through channels, which work across runtimes.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 /// Threads that sessions are spread over.
 pub struct SessionThreads {
@@ -53,25 +53,7 @@ impl SessionThreads {
     /// single-threaded runtime with I/O and timers.
     pub fn start(count: usize) -> io::Result<Self> {
         let threads = (0..count.max(1))
-            .map(|i| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let handle = runtime.handle().clone();
-                let (stop, stopped) = oneshot::channel::<()>();
-                std::thread::Builder::new()
-                    .name(format!("palisade-sessions-{i}"))
-                    .spawn(move || {
-                        // Tasks spawned through the handle run while this
-                        // thread is inside `block_on`.
-                        let _ = runtime.block_on(stopped);
-                    })?;
-                Ok(Thread {
-                    handle,
-                    sessions: Arc::new(AtomicUsize::new(0)),
-                    _stop: stop,
-                })
-            })
+            .map(start_thread)
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             threads,
@@ -125,6 +107,67 @@ impl SessionThreads {
     }
 }
 
+/// Starts session thread `i`. Its runtime is built, run and dropped on the
+/// thread itself (a runtime must not be dropped inside another's context,
+/// as it would be here if spawning the thread failed after building it).
+fn start_thread(i: usize) -> io::Result<Thread> {
+    let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel::<io::Result<Handle>>(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("palisade-sessions-{i}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = handle_tx.send(Ok(runtime.handle().clone()));
+            // Tasks spawned through the handle run while this thread is
+            // inside `block_on`.
+            let _ = runtime.block_on(stopped);
+        })?;
+    let handle = handle_rx
+        .recv()
+        .map_err(|_| io::Error::other("a session thread ended before its runtime started"))??;
+    Ok(Thread {
+        handle,
+        sessions: Arc::new(AtomicUsize::new(0)),
+        _stop: stop,
+    })
+}
+
+/// Work handed off a session thread failed to finish (it panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("work off the session thread failed: {0}")]
+pub struct OffloadError(#[from] tokio::task::JoinError);
+
+/// How many CPU-heavy jobs run off the session threads at once, agent-wide.
+fn offload_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from)))
+}
+
+/// Runs CPU-heavy `work` (parsing a long script, a password hash) on a
+/// blocking thread, at most one job per CPU at a time across the agent: a
+/// session thread serves many sessions and hands none of them to another
+/// thread, so work of a millisecond or more inline would stall them all.
+pub async fn offload<T, F>(work: F) -> Result<T, OffloadError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    // The semaphore is never closed, so acquiring cannot fail; without a
+    // permit the work still runs (only unbounded).
+    let _permit = offload_slots().acquire().await.ok();
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +186,15 @@ mod tests {
         assert_eq!(threads.load(), vec![2, 2, 2]);
         drop(seats);
         assert_eq!(threads.load(), vec![0, 2, 0]);
+    }
+
+    #[tokio::test]
+    async fn offloaded_work_runs_elsewhere_and_a_panic_is_an_error() {
+        let here = std::thread::current().id();
+        let there = offload(|| std::thread::current().id()).await.expect("runs");
+        assert_ne!(here, there);
+        let failed = offload(|| -> u8 { panic!("boom") }).await;
+        assert!(failed.is_err());
     }
 
     #[test]

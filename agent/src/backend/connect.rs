@@ -207,11 +207,18 @@ async fn connect_inner(p: UpstreamParams<'_>) -> Result<Upstream, BackendError> 
                         scram = Some(s);
                     }
                     Authentication::SaslContinue { data } => {
-                        let s = scram.as_mut().ok_or_else(|| {
+                        let mut s = scram.take().ok_or_else(|| {
                             BackendError::UnsupportedAuth("SASL continue without start".into())
                         })?;
-                        s.update(data).map_err(BackendError::Scram)?;
+                        // PBKDF2 (4,096 rounds or more, about a millisecond):
+                        // off the session thread, which other sessions share.
+                        let data = data.to_vec();
+                        let s = crate::threads::offload(move || s.update(&data).map(|()| s))
+                            .await
+                            .map_err(|e| BackendError::Scram(std::io::Error::other(e)))?
+                            .map_err(BackendError::Scram)?;
                         write::sasl_response(&mut out, s.message())?;
+                        scram = Some(s);
                     }
                     Authentication::SaslFinal { data } => {
                         let mut s = scram.take().ok_or_else(|| {

@@ -192,7 +192,7 @@ impl Enforcer {
         }
         let analysed = if sql.len() >= BLOCKING_ANALYSIS_BYTES {
             let (text, path) = (sql.to_owned(), self.search_path.clone());
-            tokio::task::spawn_blocking(move || {
+            crate::threads::offload(move || {
                 let path: Vec<&str> = path.iter().map(String::as_str).collect();
                 palisade_sql::analyze(&text, &path)
             })

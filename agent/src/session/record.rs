@@ -79,12 +79,19 @@ pub struct Outcome {
 }
 
 /// Statements whose outcome is known, waiting to be recorded until the
-/// results that ended them are on their way to the client: building an
-/// event is then off the statement's critical path. What is left when this
-/// is dropped (the session ended in between) is recorded then.
+/// results that ended them are written to the client: building an event is
+/// then off the statement's critical path. When and how long each took is
+/// taken as it ends, not when it is recorded. What is left when this is
+/// dropped (the session ended in between) is recorded then.
 pub struct Completions {
     recorder: Arc<Recorder>,
-    done: Vec<(Pending, Outcome)>,
+    done: Vec<(Pending, Outcome, Ended)>,
+}
+
+/// When a statement ended, and how long it ran.
+struct Ended {
+    at: SystemTime,
+    took: Duration,
 }
 
 impl Completions {
@@ -96,15 +103,20 @@ impl Completions {
         }
     }
 
-    /// `pending` ended with `outcome`.
+    /// `pending` ended (now) with `outcome`.
     pub fn push(&mut self, pending: Pending, outcome: Outcome) {
-        self.done.push((pending, outcome));
+        let ended = Ended {
+            at: SystemTime::now(),
+            took: pending.started.elapsed(),
+        };
+        self.done.push((pending, outcome, ended));
     }
 
     /// Records every completion so far, in order.
     pub fn record(&mut self) {
-        for (pending, outcome) in self.done.drain(..) {
-            self.recorder.completed(&pending, outcome);
+        for (pending, outcome, ended) in self.done.drain(..) {
+            self.recorder
+                .completed(&pending, outcome, ended.at, ended.took);
         }
     }
 }
@@ -143,13 +155,18 @@ impl Recorder {
 
     /// Emits one event; its sequence number is given when it is spooled.
     pub fn emit(&self, event: pb::audit_event::Event) {
+        self.emit_at(event, SystemTime::now());
+    }
+
+    /// Emits one event of what happened at `at`.
+    fn emit_at(&self, event: pb::audit_event::Event, at: SystemTime) {
         let Some(tx) = &self.tx else {
             return;
         };
         tx.send(pb::AuditEvent {
             session_id: self.session_id.clone(),
             sequence: 0,
-            time: Some(timestamp(SystemTime::now())),
+            time: Some(timestamp(at)),
             agent_id: self.agent_id.clone(),
             event: Some(event),
         });
@@ -170,9 +187,10 @@ impl Recorder {
         }
     }
 
-    /// A statement that ran (or failed upstream).
-    pub fn completed(&self, p: &Pending, outcome: Outcome) {
-        self.emit(pb::audit_event::Event::Statement(pb::StatementExecuted {
+    /// A statement that ran (or failed upstream), ended at `at` after
+    /// running for `took`.
+    fn completed(&self, p: &Pending, outcome: Outcome, at: SystemTime, took: Duration) {
+        let event = pb::audit_event::Event::Statement(pb::StatementExecuted {
             text: self.text_of(&p.statement),
             attributes: Some(palisade_proto::convert::attributes_to_pb(
                 &p.statement.attributes,
@@ -191,13 +209,14 @@ impl Recorder {
                     column: c.clone(),
                 })
                 .collect(),
-            duration: Some(duration(p.started.elapsed())),
+            duration: Some(duration(took)),
             error: outcome.error.unwrap_or_default(),
             sqlstate: outcome.sqlstate.unwrap_or_default(),
             result_columns: p.columns.clone(),
             cached_decision: p.note.cached,
             protocol: p.protocol.to_owned(),
-        }));
+        });
+        self.emit_at(event, at);
     }
 
     /// Statements refused by policy (or because no decision could be had);

@@ -254,7 +254,20 @@ pub async fn run(
             // Flushed too: TLS accepts what it cannot send yet into its own
             // buffer, where the end of a large result would otherwise wait
             // for a write that never comes.
-            if send(client, &out).await.is_err() {
+            // Events are recorded once the results are written, unless the
+            // write has to wait (a client not reading): then first, so that
+            // no client can hold back the record of what already ran.
+            let sent = {
+                let mut sending = std::pin::pin!(send(client, &out));
+                match futures::poll!(sending.as_mut()) {
+                    std::task::Poll::Ready(sent) => sent,
+                    std::task::Poll::Pending => {
+                        completions.record();
+                        sending.await
+                    }
+                }
+            };
+            if sent.is_err() {
                 return End::ClientGone;
             }
             out.clear();
