@@ -12,7 +12,9 @@
 //!
 //! What is not per session (the PDP client, the audit feed and streamer,
 //! policy polling) stays on the agent's main runtime; sessions reach it
-//! through channels, which work across runtimes.
+//! through channels, which work across runtimes. A thread steals no work,
+//! so a session's steps of a millisecond or more go to [`offload`] rather
+//! than stall the thread's other sessions.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
