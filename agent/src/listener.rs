@@ -175,7 +175,7 @@ pub async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, tls = ctx.client_tls.is_some(), session_threads = threads.len(), "agent listening");
+        info!(%addr, tls = ctx.client_tls.is_some(), session_threads = threads.load().len(), "agent listening");
     }
     let mut sessions = tokio::task::JoinSet::new();
     let poller = tokio::spawn(poll_policy_version(ctx.clone()));

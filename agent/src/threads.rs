@@ -66,21 +66,7 @@ impl SessionThreads {
     /// The threads `config` asks for (`worker_threads`; default one per
     /// CPU).
     pub fn for_config(config: &crate::config::AgentConfig) -> io::Result<Self> {
-        Self::start(
-            config
-                .worker_threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
-        )
-    }
-
-    /// How many threads there are.
-    pub fn len(&self) -> usize {
-        self.threads.len()
-    }
-
-    /// Whether there are none (never: `start` makes at least one).
-    pub fn is_empty(&self) -> bool {
-        self.threads.is_empty()
+        Self::start(config.worker_threads.unwrap_or_else(cpus))
     }
 
     /// The thread with the fewest sessions, and a seat on it for a new one.
@@ -151,8 +137,12 @@ pub struct OffloadError(#[from] tokio::task::JoinError);
 /// How many CPU-heavy jobs run off the session threads at once, agent-wide.
 fn offload_slots() -> &'static Semaphore {
     static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS
-        .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from)))
+    SLOTS.get_or_init(|| Semaphore::new(cpus()))
+}
+
+/// The CPUs this process may use (one when that cannot be told).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Runs CPU-heavy `work` (parsing a long script, a password hash) on a

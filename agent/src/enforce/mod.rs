@@ -192,15 +192,11 @@ impl Enforcer {
         }
         let analysed = if sql.len() >= BLOCKING_ANALYSIS_BYTES {
             let (text, path) = (sql.to_owned(), self.search_path.clone());
-            crate::threads::offload(move || {
-                let path: Vec<&str> = path.iter().map(String::as_str).collect();
-                palisade_sql::analyze(&text, &path)
-            })
-            .await
-            .unwrap_or(Err(palisade_sql::AnalyzeError::Internal))
+            crate::threads::offload(move || analyze_on(&text, &path))
+                .await
+                .unwrap_or(Err(palisade_sql::AnalyzeError::Internal))
         } else {
-            let path: Vec<&str> = self.search_path.iter().map(String::as_str).collect();
-            palisade_sql::analyze(sql, &path)
+            analyze_on(sql, &self.search_path)
         };
         let statements = analysed.map_err(|e| {
             Refusal::plain(
@@ -448,4 +444,13 @@ fn refusal(d: &Decision, what: &str) -> Refusal {
         held: d.effect == Effect::RequireApproval,
         masks: d.masks.clone(),
     }
+}
+
+/// Analyses `sql` with `search_path` as the session's search path.
+fn analyze_on(
+    sql: &str,
+    search_path: &[String],
+) -> Result<Vec<Statement>, palisade_sql::AnalyzeError> {
+    let path: Vec<&str> = search_path.iter().map(String::as_str).collect();
+    palisade_sql::analyze(sql, &path)
 }

@@ -251,23 +251,10 @@ pub async fn run(
             out.extend_from_slice(frame.raw());
         }
         if !out.is_empty() {
-            // Flushed too: TLS accepts what it cannot send yet into its own
-            // buffer, where the end of a large result would otherwise wait
-            // for a write that never comes.
-            // Events are recorded once the results are written, unless the
-            // write has to wait (a client not reading): then first, so that
-            // no client can hold back the record of what already ran.
-            let sent = {
-                let mut sending = std::pin::pin!(send(client, &out));
-                match futures::poll!(sending.as_mut()) {
-                    std::task::Poll::Ready(sent) => sent,
-                    std::task::Poll::Pending => {
-                        completions.record();
-                        sending.await
-                    }
-                }
-            };
-            if sent.is_err() {
+            if send_then_record(client, &out, &mut completions)
+                .await
+                .is_err()
+            {
                 return End::ClientGone;
             }
             out.clear();
@@ -291,7 +278,29 @@ pub async fn run(
     }
 }
 
-/// Writes `bytes` and flushes them onto the socket.
+/// Writes `bytes` (see [`send`]) and then records `completions`; first, if
+/// the write has to wait (a client not reading), so that no client can hold
+/// back the record of what already ran.
+async fn send_then_record(
+    client: &mut WriteHalf<Stream>,
+    bytes: &[u8],
+    completions: &mut Completions,
+) -> std::io::Result<()> {
+    let mut sending = std::pin::pin!(send(client, bytes));
+    let sent = match futures::poll!(sending.as_mut()) {
+        std::task::Poll::Ready(sent) => sent,
+        std::task::Poll::Pending => {
+            completions.record();
+            sending.await
+        }
+    };
+    completions.record();
+    sent
+}
+
+/// Writes `bytes` and flushes them onto the socket. Flushed too: TLS
+/// accepts what it cannot send yet into its own buffer, where the end of a
+/// large result would otherwise wait for a write that never comes.
 async fn send(client: &mut WriteHalf<Stream>, bytes: &[u8]) -> std::io::Result<()> {
     client.write_all(bytes).await?;
     client.flush().await
