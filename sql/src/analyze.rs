@@ -1,5 +1,7 @@
 //! From a query string to one [`Statement`] per SQL statement.
 
+use std::sync::Arc;
+
 use pg_query::protobuf::RawStmt;
 use pg_query::{FingerprintOptions, NodeEnum};
 
@@ -138,7 +140,7 @@ fn assemble(
     let object_name = (!class.objects.is_empty()).then(|| class.objects.join(", "));
     Statement {
         text: text.to_owned(),
-        attributes: Attributes {
+        attributes: Arc::new(Attributes {
             kind,
             reads: sorted(facts.reads),
             writes: sorted(facts.writes),
@@ -153,14 +155,14 @@ fn assemble(
             filtered_columns: sorted(facts.filtered),
             inner_kind,
             object_name,
-        },
+        }),
         sql_prepare: class.prepare,
         sql_execute: class.execute,
         sql_deallocate: class.deallocate,
         transaction: class.transaction,
         copy: class.copy,
         sets_search_path: class.search_path,
-        lineage,
+        lineage: lineage.map(Arc::new),
     }
 }
 

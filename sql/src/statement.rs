@@ -1,6 +1,7 @@
 //! The typed summary of one SQL statement: what leaves this crate.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,10 @@ pub struct Statement {
     /// This statement's own text, cut from the query string and trimmed; for
     /// the audit record (which redacts it) and for per-statement caching.
     pub text: String,
-    /// The policy-relevant attributes.
-    pub attributes: Attributes,
+    /// The policy-relevant attributes; shared, since every string of the
+    /// same literal shape (and every execution of a prepared statement)
+    /// has the same ones.
+    pub attributes: Arc<Attributes>,
     /// `PREPARE name AS …`: the name, so the agent can remember what `name`
     /// was decided as.
     pub sql_prepare: Option<String>,
@@ -42,8 +45,9 @@ pub struct Statement {
     /// `PREPARE name AS` a row-returning statement (for its `EXECUTE`s),
     /// and `COPY … TO`. `None` for everything else, including `EXPLAIN`,
     /// `CREATE TABLE AS`, `SELECT INTO` and `FETCH`.
+    /// Shared like [`Self::attributes`].
     #[serde(default)]
-    pub lineage: Option<Lineage>,
+    pub lineage: Option<Arc<Lineage>>,
 }
 
 impl Statement {
@@ -73,7 +77,8 @@ impl Statement {
             })
     }
 
-    /// This analysis for another query string of the same shape.
+    /// This analysis for another query string of the same shape: the text
+    /// is copied, the attributes and lineage are shared.
     pub fn with_text(&self, text: &str) -> Self {
         Self {
             text: text.to_owned(),

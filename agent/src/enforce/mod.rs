@@ -7,7 +7,6 @@
 
 mod cache;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -137,7 +136,7 @@ pub struct Enforcer {
     /// The role the session runs as upstream (for `$user` in search paths).
     database_user: String,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` will run.
-    sql_prepared: HashMap<String, Attributes>,
+    sql_prepared: HashMap<String, Arc<Attributes>>,
     /// Re-opens the PDP session when the PDP forgot it (restart).
     reopen: Reopen,
 }
@@ -236,12 +235,12 @@ impl Enforcer {
             }
         };
         // What each statement is decided as: EXECUTE runs what was prepared.
-        // Borrowed from the (cached) analysis; only EXECUTE copies what it runs.
-        let mut decided: Vec<Cow<'_, Attributes>> = Vec::with_capacity(statements.len());
+        // Shared with the (cached) analysis or the prepared statement.
+        let mut decided: Vec<Arc<Attributes>> = Vec::with_capacity(statements.len());
         for s in statements.iter() {
             if let Some(name) = &s.sql_execute {
                 match self.sql_prepared.get(name) {
-                    Some(a) => decided.push(Cow::Owned(a.clone())),
+                    Some(a) => decided.push(a.clone()),
                     None => {
                         self.metrics.statement(Effect::Deny);
                         return Verdict::Refuse(
@@ -257,10 +256,10 @@ impl Enforcer {
                     }
                 }
             } else {
-                decided.push(Cow::Borrowed(&s.attributes));
+                decided.push(s.attributes.clone());
             }
         }
-        let refs: Vec<&Attributes> = decided.iter().map(AsRef::as_ref).collect();
+        let refs: Vec<&Attributes> = decided.iter().map(|a| &**a).collect();
         match self.decide(&refs).await {
             Err(r) => {
                 self.metrics.statement(if r.held {
@@ -295,11 +294,11 @@ impl Enforcer {
         if notes.len() == statements.len() && notes.iter().all(|n| n.fresh(version, now)) {
             return Ok(());
         }
-        let refs: Vec<&Attributes> = statements.iter().map(|s| &s.attributes).collect();
+        let refs: Vec<&Attributes> = statements.iter().map(|s| &*s.attributes).collect();
         self.decide(&refs).await.map(|_| ())
     }
 
-    fn note_allowed(&mut self, statement: &Statement, attributes: &Attributes) {
+    fn note_allowed(&mut self, statement: &Statement, attributes: &Arc<Attributes>) {
         if let Some(name) = &statement.sql_prepare {
             self.sql_prepared.insert(name.clone(), attributes.clone());
         }

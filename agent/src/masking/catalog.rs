@@ -501,7 +501,8 @@ async fn resolve(
             let lineage = palisade_sql::analyze(&definition, &[])
                 .ok()
                 .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
-                .and_then(|s| s.lineage);
+                .and_then(|s| s.lineage)
+                .map(std::sync::Arc::unwrap_or_clone);
             let relation = Relation {
                 schema: row.get(1),
                 name: row.get(2),

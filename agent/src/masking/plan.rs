@@ -229,7 +229,7 @@ mod tests {
             fields,
             &snapshot(),
             Provenance {
-                lineage: s.lineage.as_ref(),
+                lineage: s.lineage.as_deref(),
                 kind: s.attributes.kind,
                 functions: &s.attributes.functions,
             },
@@ -339,7 +339,7 @@ mod tests {
             3,
             &snapshot(),
             Provenance {
-                lineage: s.lineage.as_ref(),
+                lineage: s.lineage.as_deref(),
                 kind: s.attributes.kind,
                 functions: &s.attributes.functions,
             },

@@ -140,7 +140,7 @@ impl Hold {
         client: &mut ReadHalf<Stream>,
         buf: &mut BytesMut,
     ) -> Result<Outcome, End> {
-        let attributes: Vec<&Attributes> = statements.iter().map(|s| &s.attributes).collect();
+        let attributes: Vec<&Attributes> = statements.iter().map(|s| &*s.attributes).collect();
         let approval = match self
             .pdp
             .request_approval(session_id, sql, &attributes)

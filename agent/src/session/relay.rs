@@ -308,7 +308,7 @@ async fn send(client: &mut WriteHalf<Stream>, bytes: &[u8]) -> std::io::Result<(
 
 fn provenance(p: &Pending) -> Provenance<'_> {
     Provenance {
-        lineage: p.statement.lineage.as_ref(),
+        lineage: p.statement.lineage.as_deref(),
         kind: p.statement.attributes.kind,
         functions: &p.statement.attributes.functions,
     }
