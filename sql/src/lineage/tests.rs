@@ -4,7 +4,10 @@ use crate::analyze;
 fn lineage_in(sql: &str, path: &[&str]) -> Option<Lineage> {
     let mut statements = analyze(sql, path).unwrap();
     assert_eq!(statements.len(), 1, "{sql}");
-    statements.remove(0).lineage.map(std::sync::Arc::unwrap_or_clone)
+    statements
+        .remove(0)
+        .lineage
+        .map(std::sync::Arc::unwrap_or_clone)
 }
 
 /// `(star, sources)` per output column, sources written `schema.table.column`,
