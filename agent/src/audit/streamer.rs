@@ -28,8 +28,10 @@ use super::spool::Shared;
 /// How long new events may wait to join the next request once the stream
 /// has caught up. Each request costs the PDP a disk sync and a round of
 /// framing whatever its size, so under load it pays to gather; the events
-/// are durable in the spool meanwhile, and nobody waits for them.
-const LINGER: Duration = Duration::from_millis(20);
+/// are durable in the spool meanwhile, and nobody waits for them. At one
+/// busy client (about 7,000 statements/s) 50 ms instead of 20 cut the
+/// PDP's CPU per statement from 11–13 µs to 8–9 µs.
+const LINGER: Duration = Duration::from_millis(50);
 /// Events per request, at most.
 const BATCH_EVENTS: usize = 1024;
 /// Bytes per request, at most; an event larger than this goes alone (and
