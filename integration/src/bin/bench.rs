@@ -51,13 +51,13 @@ const RPC_SQL: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = 1";
 const CONNECT_BATCH: usize = 50;
 
 const USAGE: &str = "\
-usage: bench [--rounds N] [--seconds S] [--only pgbench|rpc|memory[,...]] [--skip-memory]
+usage: bench [--rounds N] [--seconds S] [--only pgbench|rpc|decision|memory[,...]] [--skip-memory]
              [--scale N] [--connections N] [--cases NAME[,...]]
              [--agent-threads N] [--agent-no-audit]
 
   --rounds N        rounds of the pgbench cases, targets interleaved (default 2)
   --seconds S       duration of each pgbench run and of each RPC run (default 15)
-  --only LIST       sections to run: pgbench, rpc, memory, all (default all)
+  --only LIST       sections to run: pgbench, rpc, decision, memory, all (default all)
   --skip-memory     leave out the idle-connection memory measurement
   --scale N         pgbench -i scale factor (default 10)
   --connections N   idle client connections opened in the memory section (default 1000)
@@ -77,6 +77,8 @@ struct Options {
     connections: usize,
     pgbench: bool,
     rpc: bool,
+    /// The in-process decision latency (no database, no network).
+    decision: bool,
     memory: bool,
     /// pgbench cases to run (empty: all).
     cases: Vec<String>,
@@ -95,6 +97,7 @@ impl Options {
             connections: 1000,
             pgbench: true,
             rpc: true,
+            decision: true,
             memory: true,
             cases: Vec::new(),
             agent_threads: None,
@@ -128,15 +131,18 @@ impl Options {
                     let list = value("--only")?;
                     opts.pgbench = false;
                     opts.rpc = false;
+                    opts.decision = false;
                     opts.memory = false;
                     for section in list.split(',').map(str::trim) {
                         match section {
                             "pgbench" => opts.pgbench = true,
                             "rpc" => opts.rpc = true,
+                            "decision" => opts.decision = true,
                             "memory" => opts.memory = true,
                             "all" => {
                                 opts.pgbench = true;
                                 opts.rpc = true;
+                                opts.decision = true;
                                 opts.memory = true;
                             }
                             other => bail!("--only: unknown section {other:?}\n{USAGE}"),
@@ -257,6 +263,9 @@ async fn main() -> Result<()> {
     if opts.rpc {
         rpc_section(&opts, &fixture, &pdp, &token, &mut summary).await?;
     }
+    if opts.decision {
+        decision_section(&mut summary).await?;
+    }
     if opts.memory
         && let Some(pg) = &pg
     {
@@ -304,13 +313,14 @@ fn print_machine(pg_bin: &Path, pgbouncer: Option<&Path>, opts: &Options) {
     }
     println!("palisade:   {}", git_revision());
     println!(
-        "settings:   --rounds {} --seconds {} --scale {} --connections {}; sections:{}{}{}",
+        "settings:   --rounds {} --seconds {} --scale {} --connections {}; sections:{}{}{}{}",
         opts.rounds,
         opts.seconds,
         opts.scale,
         opts.connections,
         if opts.pgbench { " pgbench" } else { "" },
         if opts.rpc { " rpc" } else { "" },
+        if opts.decision { " decision" } else { "" },
         if opts.memory { " memory" } else { "" },
     );
     if let Some(n) = opts.agent_threads {
@@ -1531,6 +1541,88 @@ async fn decide_load(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// In-process decision
+
+/// Decisions timed per statement and way (as `cargo bench -p palisade-pdp
+/// --bench decide`).
+const DECISION_ROUNDS: usize = 5_000;
+
+/// The in-process decision latency with the example policies (see
+/// `palisade_pdp::engine::latency`), on a blocking thread of this process.
+async fn decision_section(summary: &mut Summary) -> Result<()> {
+    use palisade_pdp::engine::latency::{self, STATEMENTS};
+
+    println!();
+    println!("## In-process decision");
+    println!(
+        "what: Scope::decide_statement in this process with the example policies, principal of \
+         group ci-generated-code on target prod, {} statements x {DECISION_ROUNDS} decisions \
+         each way; \"Cedar\" evaluates every time (a statement's first decision in a scope), \
+         \"decided before\" answers from the scope's memory of decided attributes (what a \
+         repeated statement costs; the agent also caches per session and asks nothing)",
+        STATEMENTS.len()
+    );
+    let snapshot = palisade_pdp::policy::load_dir(&integration::stack::example_policies())
+        .map_err(|problems| anyhow::anyhow!("the example policies do not load: {problems:?}"))?;
+    let measured = tokio::task::spawn_blocking(move || {
+        latency::measure(std::sync::Arc::new(snapshot), DECISION_ROUNDS)
+    })
+    .await
+    .context("the decision benchmark stopped")??;
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "  {:<86} {:>9} {:>9}",
+        "statement (Cedar | decided before)", "p50 µs", "p99 µs"
+    );
+    for ((sql, cedar), cached) in STATEMENTS
+        .iter()
+        .zip(&measured.uncached.per_statement)
+        .zip(&measured.cached.per_statement)
+    {
+        println!(
+            "  {:<86} {:>9.1} {:>9.1}\n  {:<86} {:>9.1} {:>9.1}",
+            sql,
+            micros(cedar.p50),
+            micros(cedar.p99),
+            "  decided before",
+            micros(cached.p50),
+            micros(cached.p99)
+        );
+    }
+    for (case, label, m) in [
+        (
+            "decision-cedar",
+            "all statements, Cedar",
+            &measured.uncached,
+        ),
+        (
+            "decision-decided-before",
+            "all statements, decided before",
+            &measured.cached,
+        ),
+    ] {
+        println!(
+            "  {:<86} {:>9.1} {:>9.1}",
+            label,
+            micros(m.all.p50),
+            micros(m.all.p99)
+        );
+        println!(
+            "{}",
+            json!({
+                "case": case,
+                "statements": STATEMENTS.len(),
+                "decisions_per_statement": DECISION_ROUNDS,
+                "p50_us": round_to(Some(micros(m.all.p50)), 2),
+                "p99_us": round_to(Some(micros(m.all.p99)), 2),
+            })
+        );
+    }
+    summary.decision_p50 = Some((measured.cached.all.p50, measured.uncached.all.p50));
+    Ok(())
+}
+
 async fn rpc_section(
     opts: &Options,
     fixture: &Fixture,
@@ -1806,6 +1898,8 @@ struct CaseSummary {
 struct Summary {
     cases: BTreeMap<&'static str, CaseSummary>,
     rpc_16: Option<f64>,
+    /// p50 of an in-process decision: (cached, Cedar evaluation).
+    decision_p50: Option<(Duration, Duration)>,
     memory_per_conn: Option<f64>,
 }
 
@@ -1862,11 +1956,21 @@ impl Summary {
             fmt_opt(self.memory_per_conn.map(|b| b / 1024.0), 1),
             verdict(self.memory_per_conn.map(|b| b <= 64.0 * 1024.0))
         ));
-        lines.push(
-            "in-process decision p50 <= 10 µs: not measured here (criterion: cargo bench -p \
-             palisade-pdp)"
-                .to_owned(),
-        );
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        let cached = self.decision_p50.map(|(cached, _)| micros(cached));
+        let cedar = self.decision_p50.map(|(_, cedar)| micros(cedar));
+        lines.push(format!(
+            "in-process decision p50 <= 10 µs, a statement decided before (the agent's steady \
+             state): {} µs ({})",
+            fmt_opt(cached, 1),
+            verdict(cached.map(|p| p <= 10.0))
+        ));
+        lines.push(format!(
+            "in-process decision p50 <= 10 µs, a Cedar evaluation (a statement's first time): {} \
+             µs ({})",
+            fmt_opt(cedar, 1),
+            verdict(cedar.map(|p| p <= 10.0))
+        ));
         println!();
         println!("## Against issue 8's targets (a report, nothing is asserted)");
         for line in lines {

@@ -8,6 +8,7 @@
 
 mod context;
 mod evaluate;
+pub mod latency;
 mod requests;
 mod slices;
 mod types;
