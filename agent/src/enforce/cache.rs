@@ -1,6 +1,7 @@
 //! Decisions reused within a session, for as long as the PDP allowed and
 //! only while the policy version they were made under is current.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use palisade_sql::Attributes;
@@ -18,10 +19,11 @@ struct Entry {
     version: u64,
 }
 
-/// Per-session decision cache keyed by statement attributes.
+/// Per-session decision cache keyed by statement attributes (shared with
+/// the analysis they came from, not copied).
 #[derive(Default)]
 pub struct DecisionCache {
-    entries: HashMap<Attributes, Entry>,
+    entries: HashMap<Arc<Attributes>, Entry>,
 }
 
 impl DecisionCache {
@@ -33,7 +35,7 @@ impl DecisionCache {
     }
 
     /// Keeps a decision if the PDP allowed caching it.
-    pub fn put(&mut self, attributes: Attributes, decision: Decision, version: u64) {
+    pub fn put(&mut self, attributes: Arc<Attributes>, decision: Decision, version: u64) {
         if decision.ttl.is_zero() {
             return;
         }

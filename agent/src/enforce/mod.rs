@@ -259,8 +259,7 @@ impl Enforcer {
                 decided.push(s.attributes.clone());
             }
         }
-        let refs: Vec<&Attributes> = decided.iter().map(|a| &**a).collect();
-        match self.decide(&refs).await {
+        match self.decide(&decided).await {
             Err(r) => {
                 self.metrics.statement(if r.held {
                     Effect::RequireApproval
@@ -294,8 +293,9 @@ impl Enforcer {
         if notes.len() == statements.len() && notes.iter().all(|n| n.fresh(version, now)) {
             return Ok(());
         }
-        let refs: Vec<&Attributes> = statements.iter().map(|s| &*s.attributes).collect();
-        self.decide(&refs).await.map(|_| ())
+        let attributes: Vec<Arc<Attributes>> =
+            statements.iter().map(|s| s.attributes.clone()).collect();
+        self.decide(&attributes).await.map(|_| ())
     }
 
     fn note_allowed(&mut self, statement: &Statement, attributes: &Arc<Attributes>) {
@@ -333,7 +333,7 @@ impl Enforcer {
     }
 
     /// Decides every statement; `Err` is the first refusal.
-    async fn decide(&mut self, statements: &[&Attributes]) -> Result<Vec<Note>, Refusal> {
+    async fn decide(&mut self, statements: &[Arc<Attributes>]) -> Result<Vec<Note>, Refusal> {
         let mut version = self.version.current();
         let mut missing: Vec<&Attributes> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
@@ -344,7 +344,7 @@ impl Enforcer {
             let hit = self.decisions.get(a, version);
             cached.push(hit.as_ref().map(|(_, until)| *until));
             if hit.is_none() {
-                missing.push(a);
+                missing.push(&**a);
             }
             decisions.push(hit.map(|(d, _)| d));
         }
@@ -379,7 +379,7 @@ impl Enforcer {
                 if slot.is_none() {
                     let d = fresh.next();
                     if let Some(d) = &d {
-                        self.decisions.put((*a).clone(), d.clone(), version);
+                        self.decisions.put(Arc::clone(a), d.clone(), version);
                     }
                     *slot = d;
                 }

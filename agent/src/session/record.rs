@@ -116,7 +116,7 @@ impl Completions {
     pub fn record(&mut self) {
         for (pending, outcome, ended) in self.done.drain(..) {
             self.recorder
-                .completed(&pending, outcome, ended.at, ended.took);
+                .completed(pending, outcome, ended.at, ended.took);
         }
     }
 }
@@ -188,8 +188,9 @@ impl Recorder {
     }
 
     /// A statement that ran (or failed upstream), ended at `at` after
-    /// running for `took`.
-    fn completed(&self, p: &Pending, outcome: Outcome, at: SystemTime, took: Duration) {
+    /// running for `took`. Takes `p` whole: its column lists move into the
+    /// event rather than being copied for every statement.
+    fn completed(&self, p: Pending, outcome: Outcome, at: SystemTime, took: Duration) {
         let event = pb::audit_event::Event::Statement(pb::StatementExecuted {
             text: self.text_of(&p.statement),
             attributes: Some(palisade_proto::convert::attributes_to_pb(
@@ -198,21 +199,21 @@ impl Recorder {
             effect: pb::Effect::Allow.into(),
             determining_policies: p.note.policies.to_vec(),
             reason: String::new(),
-            approval_id: p.note.approval_id.clone().unwrap_or_default(),
+            approval_id: p.note.approval_id.unwrap_or_default(),
             rows: outcome.rows,
             command_tag: outcome.tag,
             masked_columns: p
                 .masked
-                .iter()
-                .map(|c| pb::ColumnRef {
+                .into_iter()
+                .map(|column| pb::ColumnRef {
                     relation: None,
-                    column: c.clone(),
+                    column,
                 })
                 .collect(),
             duration: Some(duration(took)),
             error: outcome.error.unwrap_or_default(),
             sqlstate: outcome.sqlstate.unwrap_or_default(),
-            result_columns: p.columns.clone(),
+            result_columns: p.columns,
             cached_decision: p.note.cached,
             protocol: p.protocol.to_owned(),
         });
