@@ -23,21 +23,26 @@ use std::time::Duration;
 use palisade_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::frame::Unnumbered;
 use super::{AuditError, AuditLog};
 
 /// Most events recorded in one go (one batch for the writer).
 const BATCH: usize = 1024;
+/// The shortest time between two batches under a steady stream of events:
+/// what arrives within it waits and joins the next batch. Each batch wakes
+/// this task, the writer thread and this task again (the writer's answer);
+/// at one busy client that was three thread wake-ups per statement on the
+/// CPUs the client, the database and the session share. After a quiet
+/// spell an event is recorded at once. Events are recorded after their
+/// statement, so nobody waits for this.
+const GATHER: Duration = Duration::from_millis(2);
 /// First retry delay while the spool refuses events.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "events are nearly every item; boxing would cost an allocation each"
-)]
 enum Item {
-    Event(pb::AuditEvent),
+    Event(Unnumbered),
     /// Answered once every event queued before it is in the spool.
     Flush(oneshot::Sender<()>),
 }
@@ -46,6 +51,8 @@ enum Item {
 #[derive(Clone)]
 pub struct Feed {
     tx: mpsc::UnboundedSender<Item>,
+    /// Fills an event's empty `agent_id`.
+    agent_id: Arc<str>,
     /// Senders alive (sessions that may still record).
     senders: Arc<watch::Sender<usize>>,
 }
@@ -54,9 +61,11 @@ impl Feed {
     /// Starts the feeding task for `log`; it runs while any handle lives.
     pub fn start(log: AuditLog) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let agent_id = Arc::clone(&log.agent_id);
         tokio::spawn(run(log, rx));
         Self {
             tx,
+            agent_id,
             senders: Arc::new(watch::Sender::new(0)),
         }
     }
@@ -66,6 +75,7 @@ impl Feed {
         self.senders.send_modify(|n| *n += 1);
         FeedSender {
             tx: self.tx.clone(),
+            agent_id: Arc::clone(&self.agent_id),
             senders: Arc::clone(&self.senders),
         }
     }
@@ -90,12 +100,15 @@ impl Feed {
 /// Sends one session's events to the feed, in order.
 pub struct FeedSender {
     tx: mpsc::UnboundedSender<Item>,
+    agent_id: Arc<str>,
     senders: Arc<watch::Sender<usize>>,
 }
 
 impl FeedSender {
-    /// Queues an event; its sequence is given when it is spooled.
+    /// Encodes an event here, on the sender's thread, and queues it; its
+    /// sequence is given when it is spooled.
     pub fn send(&self, event: pb::AuditEvent) {
+        let event = Unnumbered::new(event, &self.agent_id);
         // The task runs as long as any sender lives.
         let _ = self.tx.send(Item::Event(event));
     }
@@ -109,10 +122,11 @@ impl Drop for FeedSender {
 
 async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
     let mut numbers = Numbers::default();
-    let mut waiting: VecDeque<pb::AuditEvent> = VecDeque::new();
+    let mut waiting: VecDeque<Unnumbered> = VecDeque::new();
     let mut flushes: Vec<(usize, oneshot::Sender<()>)> = Vec::new();
     let mut retry = RETRY_MIN;
     let mut received = Vec::with_capacity(BATCH);
+    let mut last_batch: Option<tokio::time::Instant> = None;
     loop {
         if waiting.is_empty() {
             // Nothing is held (the last held events were stored or skipped).
@@ -121,15 +135,17 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
             if rx.recv_many(&mut received, BATCH).await == 0 {
                 return;
             }
+            let due = last_batch.map(|last| last + GATHER);
+            if let Some(due) = due.filter(|due| *due > tokio::time::Instant::now()) {
+                // While this task sleeps, sessions' sends wake nothing.
+                tokio::time::sleep_until(due).await;
+            }
+            take_queued(&mut rx, &mut received);
         } else {
             // Take in what arrived while the last batch was written.
-            while received.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(item) => received.push(item),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut rx, &mut received);
         }
+        last_batch = Some(tokio::time::Instant::now());
         for item in received.drain(..) {
             match item {
                 Item::Event(e) => waiting.push_back(e),
@@ -177,6 +193,16 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Item>) {
     }
 }
 
+/// Adds what is queued, up to [`BATCH`] items in all, without waiting.
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Item>, received: &mut Vec<Item>) {
+    while received.len() < BATCH {
+        match rx.try_recv() {
+            Ok(item) => received.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Answers the flushes whose events are all stored, now that `removed`
 /// more have left the front of the queue.
 fn answer(flushes: &mut Vec<(usize, oneshot::Sender<()>)>, removed: usize) {
@@ -203,12 +229,12 @@ impl Numbers {
     /// Numbers `events` (in queue order) as if all of them were stored;
     /// only those that are (see [`Self::stored`]) move the counters on, so
     /// a retry numbers the rest the same way again.
-    fn assign<'a>(&self, events: impl Iterator<Item = &'a mut pb::AuditEvent>) {
+    fn assign<'a>(&self, events: impl Iterator<Item = &'a mut Unnumbered>) {
         let mut batch: HashMap<&'a str, u64> = HashMap::new();
         for event in events {
             // Split borrows: the key borrows the session id for the whole
             // batch while the sequence is written.
-            let pb::AuditEvent {
+            let Unnumbered {
                 session_id,
                 sequence,
                 ..
@@ -224,8 +250,8 @@ impl Numbers {
 
     /// `event` is in the spool: its session moves on, and forgets its
     /// counter after its last event.
-    fn stored(&mut self, event: &pb::AuditEvent) {
-        if is_last(event) {
+    fn stored(&mut self, event: &Unnumbered) {
+        if event.last {
             self.next.remove(&event.session_id);
         } else {
             self.next
@@ -235,18 +261,9 @@ impl Numbers {
 
     /// `event` was dropped: its number goes to the session's next event,
     /// and the counter is forgotten after the session's last event.
-    fn dropped(&mut self, event: &pb::AuditEvent) {
-        if is_last(event) {
+    fn dropped(&mut self, event: &Unnumbered) {
+        if event.last {
             self.next.remove(&event.session_id);
         }
     }
-}
-
-/// Whether `event` is its session's last.
-fn is_last(event: &pb::AuditEvent) -> bool {
-    use pb::audit_event::Event;
-    matches!(
-        event.event,
-        Some(Event::SessionEnded(_) | Event::SessionRefused(_))
-    )
 }

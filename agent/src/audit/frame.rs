@@ -28,12 +28,6 @@ pub(super) enum EncodeError {
     Invalid(&'static str),
 }
 
-/// Checks what the spool and the PDP rely on: the `(session_id, sequence)`
-/// id, with sequences starting at 1.
-pub(super) fn validate(event: &pb::AuditEvent) -> Result<(), &'static str> {
-    validate_id(&event.session_id, event.sequence)
-}
-
 fn validate_id(session_id: &str, sequence: u64) -> Result<(), &'static str> {
     if session_id.is_empty() {
         return Err("the session id is empty");
@@ -57,27 +51,78 @@ pub(super) struct EventId {
     pub sequence: u64,
 }
 
-/// Frames one event.
+/// `AuditEvent.sequence`.
+const SEQUENCE_TAG: u32 = 2;
+
+/// An event encoded where it happened, before the feed numbers it.
+///
+/// The body is the event's protobuf encoding with sequence 0, which
+/// protobuf leaves out; [`Self::frame`] appends the sequence field.
+/// Protobuf readers take fields in any order, so the payload is a valid
+/// `AuditEvent` (the PDP re-encodes every event canonically to hash it).
+/// Sessions encode their own events: the message tree is built, encoded
+/// and freed on the session's thread, and the feed gets one buffer.
+#[derive(Debug)]
+pub(super) struct Unnumbered {
+    /// `AuditEvent.session_id`.
+    pub session_id: String,
+    /// Whether this is its session's last event.
+    pub last: bool,
+    /// Given by the feed; 0 until then.
+    pub sequence: u64,
+    body: Vec<u8>,
+}
+
+impl Unnumbered {
+    /// Encodes `event`, whose sequence is kept aside (the feed gives the
+    /// real one); an empty `agent_id` becomes `agent_id`.
+    pub fn new(mut event: pb::AuditEvent, agent_id: &str) -> Self {
+        use pb::audit_event::Event;
+        let sequence = std::mem::take(&mut event.sequence);
+        if event.agent_id.is_empty() {
+            agent_id.clone_into(&mut event.agent_id);
+        }
+        let body = event.encode_to_vec();
+        Self {
+            session_id: std::mem::take(&mut event.session_id),
+            last: matches!(
+                event.event,
+                Some(Event::SessionEnded(_) | Event::SessionRefused(_))
+            ),
+            sequence,
+            body,
+        }
+    }
+
+    /// The spool record of the event under its sequence: the `(session_id,
+    /// sequence)` id is checked, as the spool and the PDP rely on it.
+    pub fn frame(&self) -> Result<Vec<u8>, EncodeError> {
+        validate_id(&self.session_id, self.sequence).map_err(EncodeError::Invalid)?;
+        let len = self.body.len()
+            + prost::encoding::key_len(SEQUENCE_TAG)
+            + prost::encoding::encoded_len_varint(self.sequence);
+        // INVARIANT: MAX_PAYLOAD < u32::MAX, so the length fits the header.
+        let header_len = match u32::try_from(len) {
+            Ok(l) if len <= MAX_PAYLOAD => l,
+            _ => return Err(EncodeError::TooLarge(len)),
+        };
+        let mut frame = Vec::with_capacity(HEADER_LEN + len);
+        frame.extend_from_slice(&header_len.to_le_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(&self.body);
+        prost::encoding::uint64::encode(SEQUENCE_TAG, &self.sequence, &mut frame);
+        let crc = crc32fast::hash(frame.get(HEADER_LEN..).unwrap_or_default());
+        if let Some(slot) = frame.get_mut(4..HEADER_LEN) {
+            slot.copy_from_slice(&crc.to_le_bytes());
+        }
+        Ok(frame)
+    }
+}
+
+/// Frames `event` under its own sequence (tests write spools by hand).
+#[cfg(test)]
 pub(super) fn encode(event: &pb::AuditEvent) -> Result<Vec<u8>, EncodeError> {
-    validate(event).map_err(EncodeError::Invalid)?;
-    let len = event.encoded_len();
-    // INVARIANT: MAX_PAYLOAD < u32::MAX, so the length fits the header.
-    let header_len = match u32::try_from(len) {
-        Ok(l) if len <= MAX_PAYLOAD => l,
-        _ => return Err(EncodeError::TooLarge(len)),
-    };
-    let mut frame = Vec::with_capacity(HEADER_LEN + len);
-    frame.extend_from_slice(&header_len.to_le_bytes());
-    frame.extend_from_slice(&[0; 4]);
-    // A Vec always has room, so encoding cannot fail.
-    if event.encode(&mut frame).is_err() {
-        return Err(EncodeError::TooLarge(len));
-    }
-    let crc = crc32fast::hash(frame.get(HEADER_LEN..).unwrap_or_default());
-    if let Some(slot) = frame.get_mut(4..HEADER_LEN) {
-        slot.copy_from_slice(&crc.to_le_bytes());
-    }
-    Ok(frame)
+    Unnumbered::new(event.clone(), "").frame()
 }
 
 /// A record read back.
@@ -241,6 +286,24 @@ mod tests {
         assert_eq!(decoded(&records[0]), event(1));
         assert_eq!((records[1].offset, records[1].len), (first, first));
         assert_eq!(decoded(&records[1]), event(2));
+    }
+
+    #[test]
+    fn a_number_given_after_encoding_is_the_events_own() {
+        let mut unnamed = event(0);
+        unnamed.agent_id.clear();
+        let mut unnumbered = Unnumbered::new(unnamed, "agent");
+        assert_eq!(unnumbered.session_id, "s1");
+        assert!(!unnumbered.last);
+        assert!(matches!(unnumbered.frame(), Err(EncodeError::Invalid(_))));
+        unnumbered.sequence = 300;
+        let (records, _) = read_all(&unnumbered.frame().unwrap());
+        let decoded = pb::AuditEvent::decode(records[0].payload.as_slice()).unwrap();
+        assert_eq!(decoded, event(300));
+        assert_eq!(
+            (records[0].id.session_id.as_str(), records[0].id.sequence),
+            ("s1", 300)
+        );
     }
 
     #[test]

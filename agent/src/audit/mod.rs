@@ -5,9 +5,10 @@
 //!
 //! 1. Sessions send their events to the agent's [`Feed`], which numbers
 //!    them per session and records everything queued across sessions in
-//!    one batch ([`AuditLog::record_batch`]; [`AuditLog::record`] for one).
-//!    Recording frames each event (`frame`: length, crc32, protobuf) and
-//!    hands the batch to the writer.
+//!    one batch (`AuditLog::record_batch`; [`AuditLog::record`] for one).
+//!    Each session encodes its own events (`frame::Unnumbered`); recording
+//!    frames them under their numbers (length, crc32, protobuf) and hands
+//!    the batch to the writer.
 //! 2. The writer thread (`writer`) appends batches to the active segment of
 //!    the spool directory with a group commit: batches queued together share
 //!    one `write` and one `fdatasync`, and syncs are at least
@@ -54,7 +55,7 @@ use tonic::transport::Channel;
 
 pub use error::AuditError;
 pub use feed::{Feed, FeedSender};
-use frame::EncodeError;
+use frame::{EncodeError, Unnumbered};
 use spool::Shared;
 use writer::{Active, Batch, Record};
 
@@ -263,6 +264,7 @@ impl AuditLog {
     /// the next (different sessions may record concurrently): the spool
     /// keeps commit order, and the PDP acknowledges contiguous sequences only.
     pub async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
+        let event = Unnumbered::new(event, &self.agent_id);
         match self.record_batch([&event]).await {
             (_, Some(error)) => Err(error),
             (_, None) => Ok(()),
@@ -275,9 +277,9 @@ impl AuditLog {
     /// the disk fails midway — and the error that stopped the rest, if any;
     /// the caller retries the rest under the same sequence numbers. Each
     /// session's events must come in sequence order (see [`Self::record`]).
-    pub async fn record_batch<'a>(
+    async fn record_batch<'a>(
         &self,
-        events: impl IntoIterator<Item = &'a pb::AuditEvent>,
+        events: impl IntoIterator<Item = &'a Unnumbered>,
     ) -> (usize, Option<AuditError>) {
         // The queue slot first: once room is reserved in the spool, nothing
         // is awaited until the batch is with the writer, which releases
@@ -310,15 +312,8 @@ impl AuditLog {
     }
 
     /// Frames `event` and reserves its room in the spool.
-    fn prepare(&self, event: &pb::AuditEvent) -> Result<Record, AuditError> {
-        let encoded = if event.agent_id.is_empty() {
-            let mut event = event.clone();
-            event.agent_id = self.agent_id.to_string();
-            frame::encode(&event)
-        } else {
-            frame::encode(event)
-        };
-        let frame = encoded.map_err(|e| match e {
+    fn prepare(&self, event: &Unnumbered) -> Result<Record, AuditError> {
+        let frame = event.frame().map_err(|e| match e {
             EncodeError::TooLarge(len) => AuditError::TooLarge {
                 len,
                 max: frame::MAX_PAYLOAD,
