@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{Notify, watch};
 use tracing::{error, info};
 
+use super::recent::Recent;
 use super::seqset::SeqSet;
 use super::{OnFull, SpoolConfig};
 
@@ -212,6 +213,13 @@ impl State {
             .collect()
     }
 
+    /// Whether a durable record starts at or after `offset` in `segment`.
+    pub(super) fn durable_from(&self, segment: u64, offset: u64) -> bool {
+        self.segments
+            .iter()
+            .any(|s| (s.id == segment && s.len > offset) || (s.id > segment && s.len > 0))
+    }
+
     /// The first segment's id.
     pub(super) fn first_segment(&self) -> u64 {
         self.segments.front().map_or(0, |s| s.id)
@@ -263,8 +271,12 @@ pub(super) struct Shared {
     pub held: AtomicBool,
     /// fdatasync calls, to show that records share them.
     pub syncs: AtomicU64,
+    /// Batches the streamer read back from disk rather than from memory.
+    pub disk_reads: AtomicU64,
     /// The writer made events durable: the streamer may have work.
     pub data_ready: Notify,
+    /// The records made durable lately, for the streamer.
+    recent: Mutex<Recent>,
     /// Bumped after acknowledgements were applied and trimmed.
     pub acked: watch::Sender<u64>,
 }
@@ -282,7 +294,9 @@ impl Shared {
             write_failed: AtomicBool::new(false),
             held: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
+            disk_reads: AtomicU64::new(0),
             data_ready: Notify::new(),
+            recent: Mutex::new(Recent::default()),
             acked: watch::Sender::new(0),
         }
     }
@@ -291,6 +305,12 @@ impl Shared {
     /// that matters more than losing the agent, so poisoning is ignored.
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The recent durable records. Never locked together with `state` by
+    /// the writer; the streamer takes `state` while holding this one.
+    pub(super) fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reserves room for a record of `len` bytes.

@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use palisade_proto::v1 as pb;
@@ -231,12 +232,54 @@ async fn apply_acks(shared: &Arc<Shared>, acks: &[pb::EventAck]) {
 type Batch = (Vec<bytes::Bytes>, HashMap<String, u64>, Cursor);
 
 /// The next unacknowledged events from `cursor` on; empty when the cursor
-/// reached the end of what is durable.
+/// reached the end of what is durable. From memory when the writer's recent
+/// records continue from `cursor`, else from disk.
 async fn read_batch(shared: &Arc<Shared>, cursor: Cursor) -> io::Result<Batch> {
+    let (batch, at_end) = recent_batch(shared, cursor);
+    if !batch.0.is_empty() || at_end {
+        return Ok(batch);
+    }
+    // Whatever memory skipped (acknowledged records) stays skipped.
+    let cursor = batch.2;
+    shared.disk_reads.fetch_add(1, Ordering::Relaxed);
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || read_batch_blocking(&shared, cursor))
         .await
         .map_err(io::Error::other)?
+}
+
+/// The events of the writer's recent records from `cursor` on, as far as
+/// they continue without a gap (up to a segment's end), and, when there
+/// are none, whether nothing durable lies beyond the cursor either.
+fn recent_batch(shared: &Shared, mut cursor: Cursor) -> (Batch, bool) {
+    let mut events = Vec::new();
+    let mut max_seq: HashMap<String, u64> = HashMap::new();
+    let mut bytes = 0;
+    // `recent`, then `state`: the writer's order.
+    let mut recent = shared.recent();
+    let state = shared.state();
+    recent.skip_before(cursor.segment, cursor.offset);
+    while let Some(next) = recent.at(cursor.segment, cursor.offset) {
+        if !events.is_empty() && bytes + next.len > BATCH_BYTES {
+            break;
+        }
+        let Some(entry) = recent.pop() else {
+            break;
+        };
+        cursor.offset += entry.len;
+        if state.acked(&entry.session) >= entry.seq {
+            continue;
+        }
+        let max = max_seq.entry(entry.session).or_default();
+        *max = (*max).max(entry.seq);
+        events.push(entry.payload);
+        bytes += entry.len;
+        if events.len() >= BATCH_EVENTS {
+            break;
+        }
+    }
+    let at_end = events.is_empty() && !state.durable_from(cursor.segment, cursor.offset);
+    ((events, max_seq, cursor), at_end)
 }
 
 fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch> {

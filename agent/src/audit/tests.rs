@@ -303,6 +303,10 @@ async fn a_killed_agent_resends_what_was_not_acked_and_nothing_is_stored_twice()
     assert_eq!(stored.len(), expected.len(), "nothing stored twice");
     assert_eq!(as_set(&stored), as_set(&expected));
     assert_eq!(stored[..40], expected[..40], "recovered events first");
+    assert!(
+        log.shared.disk_reads.load(Ordering::Relaxed) > 0,
+        "what a previous run left is read from disk"
+    );
     assert_in_order_per_session(&stored);
     assert_eq!(log.backlog().events, 0);
     // Resent events are fine (the store is idempotent); count them for the
@@ -441,6 +445,8 @@ async fn concurrent_records_share_syncs_and_are_all_delivered() {
     println!("1000 records, {syncs} fdatasyncs");
 
     log.flush(FLUSH).await.unwrap();
+    // The stream kept up: it sent every event from memory.
+    assert_eq!(log.shared.disk_reads.load(Ordering::Relaxed), 0);
     let stored = pdp.stored();
     let expected: Vec<_> = (0..100)
         .flat_map(|s| ids(&format!("s{s}"), 1..=10))

@@ -28,10 +28,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::AuditError;
+use super::frame::HEADER_LEN;
+use super::recent::Entry;
 use super::spool::{Segment, Shared, create_segment};
 
 /// The most batches committed together: all that the queue holds.
@@ -85,7 +88,7 @@ pub(super) fn spawn(
         .spawn(move || {
             let interval = shared.config.sync_interval;
             let mut group = Vec::with_capacity(MAX_BATCHES);
-            let mut buffer = Vec::new();
+            let mut buffer = BytesMut::new();
             let mut last_sync: Option<Instant> = None;
             while queue.blocking_recv_many(&mut group, MAX_BATCHES) > 0 {
                 if let Some(wait) = wait_before_sync(last_sync, interval, Instant::now()) {
@@ -119,7 +122,7 @@ fn commit_group(
     shared: &Shared,
     active: &mut Active,
     group: &mut Vec<Batch>,
-    buffer: &mut Vec<u8>,
+    buffer: &mut BytesMut,
 ) {
     let records = group.iter().flat_map(|batch| &batch.records);
     let (mut stored, failure) = write_records(shared, active, records, buffer);
@@ -151,7 +154,7 @@ fn write_records<'a>(
     shared: &Shared,
     active: &mut Active,
     records: impl Iterator<Item = &'a Record>,
-    buffer: &mut Vec<u8>,
+    buffer: &mut BytesMut,
 ) -> (usize, Option<Failure>) {
     let segment_bytes = shared.config.segment_bytes;
     let mut records = records.peekable();
@@ -189,11 +192,29 @@ fn write_records<'a>(
         if shared.write_failed.swap(false, Ordering::AcqRel) {
             tracing::info!("audit spool writes succeed again");
         }
+        let base = active.len;
         active.len += buffer.len() as u64;
+        // The written bytes go to the streamer as they are (no copy). Memory
+        // and the index change under both locks, `recent` first as the
+        // streamer takes them, so it never finds records on disk that are
+        // still on their way to memory.
+        let written = buffer.split().freeze();
         {
+            let mut recent = shared.recent();
             let mut state = shared.state();
+            let mut start = 0;
             for r in &chunk {
                 state.add(active.id, &r.session, r.seq);
+                let end = start + r.frame.len();
+                recent.push(Entry {
+                    segment: active.id,
+                    offset: base + start as u64,
+                    len: r.frame.len() as u64,
+                    session: r.session.clone(),
+                    seq: r.seq,
+                    payload: written.slice(start + HEADER_LEN..end),
+                });
+                start = end;
             }
             state.set_len(active.id, active.len);
         }
