@@ -307,8 +307,8 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The recent durable records. Never locked together with `state` by
-    /// the writer; the streamer takes `state` while holding this one.
+    /// The recent durable records. Whoever needs both this and `state`
+    /// (the writer, the streamer) takes this one first.
     pub(super) fn recent(&self) -> MutexGuard<'_, Recent> {
         self.recent.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tonic::transport::Channel;
 use tracing::{debug, error, info, warn};
 
-use super::frame::{Next, RecordReader};
+use super::frame::{Next, Record, RecordReader};
 use super::raw::{self, RawEvents};
 use super::spool::Shared;
 
@@ -231,6 +231,37 @@ async fn apply_acks(shared: &Arc<Shared>, acks: &[pb::EventAck]) {
 
 type Batch = (Vec<bytes::Bytes>, HashMap<String, u64>, Cursor);
 
+/// The events of the next request, gathered from memory or disk.
+#[derive(Default)]
+struct Gathered {
+    events: Vec<bytes::Bytes>,
+    /// Highest sequence per session.
+    max_seq: HashMap<String, u64>,
+    /// Framed bytes.
+    bytes: u64,
+}
+
+impl Gathered {
+    /// Whether a record of `len` framed bytes joins this request (the first
+    /// always does) rather than starting the next.
+    fn fits(&self, len: u64) -> bool {
+        self.events.is_empty() || self.bytes + len <= BATCH_BYTES
+    }
+
+    /// Adds an event; true once the request holds [`BATCH_EVENTS`].
+    fn add(&mut self, session: String, seq: u64, payload: bytes::Bytes, len: u64) -> bool {
+        let max = self.max_seq.entry(session).or_default();
+        *max = (*max).max(seq);
+        self.events.push(payload);
+        self.bytes += len;
+        self.events.len() >= BATCH_EVENTS
+    }
+
+    fn batch(self, cursor: Cursor) -> Batch {
+        (self.events, self.max_seq, cursor)
+    }
+}
+
 /// The next unacknowledged events from `cursor` on; empty when the cursor
 /// reached the end of what is durable. From memory when the writer's recent
 /// records continue from `cursor`, else from disk.
@@ -252,43 +283,33 @@ async fn read_batch(shared: &Arc<Shared>, cursor: Cursor) -> io::Result<Batch> {
 /// they continue without a gap (up to a segment's end), and, when there
 /// are none, whether nothing durable lies beyond the cursor either.
 fn recent_batch(shared: &Shared, mut cursor: Cursor) -> (Batch, bool) {
-    let mut events = Vec::new();
-    let mut max_seq: HashMap<String, u64> = HashMap::new();
-    let mut bytes = 0;
+    let mut gathered = Gathered::default();
     // `recent`, then `state`: the writer's order.
     let mut recent = shared.recent();
     let state = shared.state();
     recent.skip_before(cursor.segment, cursor.offset);
     while let Some(next) = recent.at(cursor.segment, cursor.offset) {
-        if !events.is_empty() && bytes + next.len > BATCH_BYTES {
+        let acked = state.acked(&next.session) >= next.seq;
+        if !acked && !gathered.fits(next.len) {
             break;
         }
         let Some(entry) = recent.pop() else {
             break;
         };
         cursor.offset += entry.len;
-        if state.acked(&entry.session) >= entry.seq {
-            continue;
-        }
-        let max = max_seq.entry(entry.session).or_default();
-        *max = (*max).max(entry.seq);
-        events.push(entry.payload);
-        bytes += entry.len;
-        if events.len() >= BATCH_EVENTS {
+        if !acked && gathered.add(entry.session, entry.seq, entry.payload, entry.len) {
             break;
         }
     }
-    let at_end = events.is_empty() && !state.durable_from(cursor.segment, cursor.offset);
-    ((events, max_seq, cursor), at_end)
+    let at_end = gathered.events.is_empty() && !state.durable_from(cursor.segment, cursor.offset);
+    (gathered.batch(cursor), at_end)
 }
 
 fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch> {
     // One consistent view: a segment that has a successor here is sealed, so
     // its length is final and nothing of it is skipped.
     let segments = shared.state().segments_from(cursor.segment);
-    let mut events = Vec::new();
-    let mut max_seq: HashMap<String, u64> = HashMap::new();
-    let mut bytes = 0;
+    let mut gathered = Gathered::default();
     for (id, path, len) in segments {
         if id != cursor.segment {
             cursor = Cursor {
@@ -313,27 +334,24 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
         loop {
             match reader.next_record()? {
                 Next::Record(record) => {
-                    let next = record.offset + record.len;
-                    let event = &record.id;
-                    if shared.state().acked(&event.session_id) >= event.sequence {
-                        cursor.offset = next;
+                    let Record {
+                        id,
+                        payload,
+                        offset,
+                        len: framed,
+                    } = *record;
+                    if shared.state().acked(&id.session_id) >= id.sequence {
+                        cursor.offset = offset + framed;
                         continue;
                     }
-                    if !events.is_empty() && bytes + record.len > BATCH_BYTES {
+                    if !gathered.fits(framed) {
                         // It starts the next request (the cursor stays on it).
-                        return Ok((events, max_seq, cursor));
+                        return Ok(gathered.batch(cursor));
                     }
-                    cursor.offset = next;
-                    match max_seq.get_mut(&event.session_id) {
-                        Some(max) => *max = (*max).max(event.sequence),
-                        None => {
-                            max_seq.insert(event.session_id.clone(), event.sequence);
-                        }
-                    }
-                    events.push(bytes::Bytes::from(record.payload));
-                    bytes += record.len;
-                    if events.len() >= BATCH_EVENTS {
-                        return Ok((events, max_seq, cursor));
+                    cursor.offset = offset + framed;
+                    let payload = bytes::Bytes::from(payload);
+                    if gathered.add(id.session_id, id.sequence, payload, framed) {
+                        return Ok(gathered.batch(cursor));
                     }
                 }
                 Next::End => break,
@@ -347,5 +365,5 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
             }
         }
     }
-    Ok((events, max_seq, cursor))
+    Ok(gathered.batch(cursor))
 }

@@ -274,7 +274,6 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     let shared = Arc::new(Shared::new());
     let recorder = record::Recorder::new(
         grant.session_id.clone(),
-        ctx.agent_id.clone(),
         ctx.redact_literals,
         ctx.audit_sender(),
     );
@@ -367,12 +366,7 @@ fn session_started(
 /// A refused connection attempt, on record under an id of its own.
 fn record_refusal(ctx: &AgentContext, target: &str, facts: &ClientFacts, reason: &str) {
     let id = uuid_like();
-    let recorder = record::Recorder::new(
-        id,
-        ctx.agent_id.clone(),
-        ctx.redact_literals,
-        ctx.audit_sender(),
-    );
+    let recorder = record::Recorder::new(id, ctx.redact_literals, ctx.audit_sender());
     recorder.emit(palisade_proto::v1::audit_event::Event::SessionRefused(
         palisade_proto::v1::SessionRefused {
             target: target.to_owned(),

@@ -131,7 +131,6 @@ impl Drop for Completions {
 /// spools them (see [`crate::audit::Feed`]).
 pub struct Recorder {
     session_id: String,
-    agent_id: String,
     redact_literals: bool,
     tx: Option<crate::audit::FeedSender>,
 }
@@ -141,13 +140,11 @@ impl Recorder {
     /// agent runs without an audit spool).
     pub fn new(
         session_id: String,
-        agent_id: String,
         redact_literals: bool,
         tx: Option<crate::audit::FeedSender>,
     ) -> Arc<Self> {
         Arc::new(Self {
             session_id,
-            agent_id,
             redact_literals,
             tx,
         })
@@ -167,7 +164,8 @@ impl Recorder {
             session_id: self.session_id.clone(),
             sequence: 0,
             time: Some(timestamp(at)),
-            agent_id: self.agent_id.clone(),
+            // The feed fills in the agent's id.
+            agent_id: String::new(),
             event: Some(event),
         });
     }
