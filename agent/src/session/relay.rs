@@ -76,11 +76,23 @@ pub async fn run(
     loop {
         loop {
             if matches!(current, Rows::Pass) {
-                // Rows that pass as they are: the whole run in one copy.
+                // Rows that pass as they are: the whole run at once.
                 let (len, count) = codec.run_of(&buf, BackendTag::DataRow.as_u8());
                 if count > 0 {
                     rows += count;
-                    out.extend_from_slice(&buf[..len]);
+                    if out.is_empty() {
+                        // Nothing waits before the run (a large result
+                        // read in chunks): sent from the read buffer as
+                        // it is, not copied into `out` first.
+                        if send_then_record(client, &buf[..len], &mut completions)
+                            .await
+                            .is_err()
+                        {
+                            return End::ClientGone;
+                        }
+                    } else {
+                        out.extend_from_slice(&buf[..len]);
+                    }
                     buf.advance(len);
                 }
             }

@@ -198,7 +198,12 @@ impl AuditStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.append(events)).await
+        let (acks, stored) = blocking(move || inner.append(events)).await?;
+        // Freed here, on the runtime thread that decoded the events rather
+        // than on the blocking thread: mimalloc frees another thread's
+        // memory through a slower path (a tenth of the ingest profile).
+        drop(stored);
+        Ok(acks)
     }
 
     async fn list_sessions(
@@ -246,7 +251,12 @@ impl Inner {
         self.dir.join(segment_name(segment))
     }
 
-    fn append(&self, events: Vec<pb::AuditEvent>) -> Result<Vec<pb::EventAck>, AuditError> {
+    /// Stores what continues each chain; returns the acks, and the plans
+    /// (their events) for the caller to free.
+    fn append(
+        &self,
+        events: Vec<pb::AuditEvent>,
+    ) -> Result<(Vec<pb::EventAck>, Vec<Plan>), AuditError> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if writer.stopped {
             return Err(AuditError::Stopped);
@@ -263,7 +273,15 @@ impl Inner {
         };
         self.compare_repeats(&plans);
 
-        let mut frames = Vec::new();
+        // Sized once: a frame is the payload plus at most 80 bytes (header,
+        // field tags and the two hashes).
+        let mut frames = Vec::with_capacity(
+            plans
+                .iter()
+                .flat_map(|plan| &plan.new)
+                .map(|linked| linked.payload.len() + 80)
+                .sum(),
+        );
         let mut placed = Vec::new();
         for linked in plans.iter_mut().flat_map(|plan| &mut plan.new) {
             let record = Record {
@@ -305,13 +323,14 @@ impl Inner {
             drop(index);
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-        Ok(plans
-            .into_iter()
+        let acks = plans
+            .iter()
             .map(|plan| pb::EventAck {
-                session_id: plan.session_id,
+                session_id: plan.session_id.clone(),
                 sequence: plan.head.last_sequence,
             })
-            .collect())
+            .collect();
+        Ok((acks, plans))
     }
 
     /// Writes `frames` at the committed end and syncs; on failure, leaves

@@ -1,6 +1,7 @@
 //! The in-memory index of the embedded store, rebuilt from the segments at
 //! open: per session its chain head, summary and where each event is.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use palisade_proto::v1 as pb;
@@ -50,8 +51,16 @@ impl Index {
     /// Records a stored event. Events of a session must come in ascending
     /// sequence; the open scan skips others before calling this.
     pub fn insert(&mut self, event: &pb::AuditEvent, hash: [u8; 32], location: Location) {
-        let entry = self.sessions.entry(event.session_id.clone()).or_default();
-        let old_key = entry.summary.sort_key(&event.session_id);
+        // Looked up before inserting: most events belong to a known
+        // session, and its id need not be copied for them.
+        if !self.sessions.contains_key(&event.session_id) {
+            self.sessions
+                .insert(event.session_id.clone(), SessionEntry::default());
+        }
+        let Some(entry) = self.sessions.get_mut(&event.session_id) else {
+            return;
+        };
+        let old_start = entry.summary.start_key();
         let was_new = entry.events.is_empty();
         entry.summary.apply(event);
         entry.head = Head {
@@ -59,10 +68,12 @@ impl Index {
             last_hash: hash,
         };
         entry.events.push((event.sequence, location));
-        let new_key = entry.summary.sort_key(&event.session_id);
-        if was_new || new_key != old_key {
+        // The sort key is (start, id): it moves only when the start does.
+        let new_start = entry.summary.start_key();
+        if was_new || new_start != old_start {
+            let old_key = (Reverse(old_start), event.session_id.clone());
             self.order.remove(&old_key);
-            self.order.insert(new_key);
+            self.order.insert(entry.summary.sort_key(&event.session_id));
         }
     }
 
