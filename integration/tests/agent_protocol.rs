@@ -327,3 +327,46 @@ async fn a_large_result_reaches_a_slow_tls_reader_whole() {
         assert_eq!(rows, 5000, "round {round}");
     }
 }
+
+/// Drivers that use the unnamed statement send the same Parse for every
+/// execution; the agent allows a text it allowed before without deciding
+/// again only while that decision stands. A policy edit refuses the very
+/// next Parse of it, in the same session.
+#[tokio::test]
+async fn the_unnamed_statement_parsed_again_follows_policy_edits() {
+    let stack = Stack::start().await.unwrap();
+    let mut c = session(&stack, &stack.ci_token().unwrap()).await;
+    let run = |out: &mut BytesMut| {
+        out.clear();
+        write::parse(out, "", "SELECT revenue FROM reporting.daily", &[]).unwrap();
+        write::bind(out, "", "", &[0i16; 0], [None::<&[u8]>; 0], &[0i16; 0]).unwrap();
+        write::execute(out, "", 0).unwrap();
+        write::sync(out);
+    };
+    let mut out = BytesMut::new();
+    for _ in 0..3 {
+        run(&mut out);
+        c.send(&out).await.unwrap();
+        let frames = c.until_ready().await.unwrap();
+        assert!(tags(&frames).starts_with("12"), "{}", tags(&frames));
+        assert!(tags(&frames).ends_with("CZ"), "{}", tags(&frames));
+    }
+    std::fs::write(
+        stack.fixture.policy_dir.join("close-reporting.cedar"),
+        "@id(\"close-reporting\")\nforbid(principal, action, resource in Palisade::Schema::\"prod/reporting\");\n",
+    )
+    .unwrap();
+    let mut refused = None;
+    for _ in 0..50 {
+        run(&mut out);
+        c.send(&out).await.unwrap();
+        let frames = c.until_ready().await.unwrap();
+        if let Some(error) = frames.iter().find(|f| f.tag() == b'E') {
+            refused = Some(error.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = refused.expect("the edit was not enforced within 5 s");
+    assert_eq!(sqlstate(&error).as_deref(), Some("42501"));
+}

@@ -119,6 +119,15 @@ const ANALYSIS_CACHE_ENTRIES: usize = 512;
 /// migration script would otherwise stall its neighbours for milliseconds.
 const BLOCKING_ANALYSIS_BYTES: usize = 4 * 1024;
 
+/// A query text analysed before.
+#[derive(Debug)]
+struct Analysed {
+    statements: Arc<Vec<Statement>>,
+    /// How each statement was last allowed, when reusing that needs no
+    /// more than the notes being fresh (see [`Enforcer::allowed_before`]).
+    allowed: Option<Vec<Note>>,
+}
+
 /// The per-session enforcement state. Owned by the session's client-reading
 /// task: nothing here is shared with other sessions except the PDP client,
 /// the policy version and the metrics.
@@ -126,7 +135,8 @@ pub struct Enforcer {
     pdp: PdpClient,
     session_id: String,
     search_path: Vec<String>,
-    analyses: HashMap<String, Arc<Vec<Statement>>>,
+    /// Analyses by exact text, with how the text was last allowed.
+    analyses: HashMap<String, Analysed>,
     /// Analyses by literal shape, for strings that differ only in literals
     /// (values sent inline); see [`palisade_sql::literal_shape`].
     shapes: HashMap<String, Arc<Vec<Statement>>>,
@@ -178,7 +188,7 @@ impl Enforcer {
 
     async fn analyze(&mut self, sql: &str) -> Result<Arc<Vec<Statement>>, Refusal> {
         if let Some(a) = self.analyses.get(sql) {
-            return Ok(a.clone());
+            return Ok(a.statements.clone());
         }
         let shape = palisade_sql::literal_shape(sql);
         if let Some(key) = &shape
@@ -220,13 +230,22 @@ impl Enforcer {
         if self.analyses.len() >= ANALYSIS_CACHE_ENTRIES {
             self.analyses.clear();
         }
-        self.analyses.insert(sql.to_owned(), statements.clone());
+        self.analyses.insert(
+            sql.to_owned(),
+            Analysed {
+                statements: statements.clone(),
+                allowed: None,
+            },
+        );
         Ok(statements)
     }
 
     /// Decides a query string (simple protocol) or the text of a Parse.
     /// Every statement is decided; if any is refused, none runs.
     pub async fn check(&mut self, sql: &str) -> Verdict {
+        if let Some(verdict) = self.allowed_before(sql) {
+            return verdict;
+        }
         let statements = match self.analyze(sql).await {
             Ok(s) => s,
             Err(r) => {
@@ -275,8 +294,55 @@ impl Enforcer {
                 for _ in statements.iter() {
                     self.metrics.statement(Effect::Allow);
                 }
+                self.remember_allowed(sql, &statements, &notes);
                 Verdict::Forward(statements, notes)
             }
+        }
+    }
+
+    /// A text allowed before whose decisions all still stand: allowed again
+    /// without deciding, as a prepared statement bound again is (see
+    /// [`Self::recheck`]). Drivers that use the unnamed statement send the
+    /// same Parse for every execution; this makes that one lookup.
+    fn allowed_before(&mut self, sql: &str) -> Option<Verdict> {
+        let analysed = self.analyses.get(sql)?;
+        let notes = analysed.allowed.as_ref()?;
+        let (version, now) = (self.version.current(), Instant::now());
+        if !notes.iter().all(|n| n.fresh(version, now)) {
+            return None;
+        }
+        let notes: Vec<Note> = notes
+            .iter()
+            .map(|n| Note {
+                cached: true,
+                ..n.clone()
+            })
+            .collect();
+        for _ in &notes {
+            self.metrics.statement(Effect::Allow);
+        }
+        Some(Verdict::Forward(analysed.statements.clone(), notes))
+    }
+
+    /// Keeps how `sql` was allowed for [`Self::allowed_before`], when its
+    /// analysis is cached by exact text and allowing it again changes
+    /// nothing else: no statement has a session effect the enforcer follows
+    /// (`PREPARE`, `EXECUTE`, `DEALLOCATE`, a search path), which
+    /// [`Self::note_allowed`] must see each time.
+    fn remember_allowed(&mut self, sql: &str, statements: &Arc<Vec<Statement>>, notes: &[Note]) {
+        let stateless = statements.iter().all(|s| {
+            s.sql_prepare.is_none()
+                && s.sql_execute.is_none()
+                && s.sql_deallocate.is_none()
+                && s.sets_search_path.is_none()
+        });
+        if !stateless || notes.len() != statements.len() {
+            return;
+        }
+        if let Some(analysed) = self.analyses.get_mut(sql)
+            && Arc::ptr_eq(&analysed.statements, statements)
+        {
+            analysed.allowed = Some(notes.to_vec());
         }
     }
 
