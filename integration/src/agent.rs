@@ -262,6 +262,16 @@ impl Stack {
         self.fixture.token("alice", &["dba"])
     }
 
+    /// Adds a policy (`close-reporting`) that forbids everything on schema
+    /// `reporting`, for tests of policy edits reaching running sessions.
+    pub fn close_reporting(&self) -> std::io::Result<()> {
+        std::fs::write(
+            self.fixture.policy_dir.join("close-reporting.cedar"),
+            "@id(\"close-reporting\")\n@reason(\"reporting is closed for maintenance\")\n\
+             forbid(principal, action, resource in Palisade::Schema::\"prod/reporting\");\n",
+        )
+    }
+
     /// A tokio-postgres client through the agent.
     pub async fn connect(&self, token: &str) -> anyhow::Result<tokio_postgres::Client> {
         crate::clients::connect(&self.agent.conninfo(token), &self.agent.ca).await

@@ -351,11 +351,7 @@ async fn the_unnamed_statement_parsed_again_follows_policy_edits() {
         assert!(tags(&frames).starts_with("12"), "{}", tags(&frames));
         assert!(tags(&frames).ends_with("CZ"), "{}", tags(&frames));
     }
-    std::fs::write(
-        stack.fixture.policy_dir.join("close-reporting.cedar"),
-        "@id(\"close-reporting\")\nforbid(principal, action, resource in Palisade::Schema::\"prod/reporting\");\n",
-    )
-    .unwrap();
+    stack.close_reporting().unwrap();
     let mut refused = None;
     for _ in 0..50 {
         run(&mut out);

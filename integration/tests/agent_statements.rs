@@ -124,11 +124,7 @@ async fn cached_decisions_follow_policy_edits_without_reconnecting() {
     let sql = "SELECT revenue FROM reporting.daily";
     ci.simple_query(sql).await.unwrap();
     ci.simple_query(sql).await.unwrap();
-    std::fs::write(
-        stack.fixture.policy_dir.join("close-reporting.cedar"),
-        "@id(\"close-reporting\")\n@reason(\"reporting is closed for maintenance\")\nforbid(principal, action, resource in Palisade::Schema::\"prod/reporting\");\n",
-    )
-    .unwrap();
+    stack.close_reporting().unwrap();
     let mut refused = None;
     for _ in 0..50 {
         match ci.simple_query(sql).await {
