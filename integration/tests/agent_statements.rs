@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use integration::agent::Stack;
+use palisade_proto::v1 as pb;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
@@ -220,4 +221,57 @@ async fn literal_variants_reuse_one_analysis_and_keep_their_own_text() {
         let text = format!("SELECT total FROM orders WHERE id = {id}");
         assert!(texts.contains(&text), "{text} in {texts:?}");
     }
+}
+
+/// A text of two statements: one decided before the policy edit (the
+/// session's cache has it), one new. Asking the PDP about the new one
+/// reveals the edit before the agent's own poll does; the cached one is
+/// then decided again under the new policy, not forwarded on its old
+/// decision.
+#[tokio::test]
+async fn a_policy_edit_seen_while_deciding_a_text_re_decides_its_cached_statements() {
+    // The agent learns of the edit only from the PDP's answer.
+    let stack = Stack::start_with(|c| c.pdp.policy_poll_interval = Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let ci = stack.connect(&stack.ci_token().unwrap()).await.unwrap();
+    ci.simple_query("SELECT revenue FROM reporting.daily")
+        .await
+        .unwrap();
+    let mut status = stack
+        .pdp
+        .policy_client(stack.fixture.agent_tls().unwrap())
+        .await
+        .unwrap();
+    let version = |r: tonic::Response<pb::GetPolicyStatusResponse>| r.into_inner().version;
+    let before = version(
+        status
+            .get_policy_status(pb::GetPolicyStatusRequest {})
+            .await
+            .unwrap(),
+    );
+    stack.close_reporting().unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let now = version(
+            status
+                .get_policy_status(pb::GetPolicyStatusRequest {})
+                .await
+                .unwrap(),
+        );
+        if now != before {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the PDP did not load the edit within 5 s");
+
+    let e = ci
+        .simple_query("SELECT revenue FROM reporting.daily; SELECT total FROM orders WHERE id = 1")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert!(db.message().contains("close-reporting"), "{}", db.message());
 }

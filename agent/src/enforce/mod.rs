@@ -113,6 +113,10 @@ pub type Reopen =
 /// Largest number of distinct query texts whose analysis a session keeps.
 const ANALYSIS_CACHE_ENTRIES: usize = 512;
 
+/// Rounds of deciding one text while the policy version keeps changing
+/// under it (see [`Enforcer::decide`]).
+const DECIDE_ATTEMPTS: usize = 3;
+
 /// Query strings at least this long are parsed on a blocking thread. A
 /// session thread serves many sessions without stealing between threads
 /// (see [`crate::threads`]); parsing takes about 0.25 µs a byte, so a
@@ -304,11 +308,16 @@ impl Enforcer {
     /// without deciding, as a prepared statement bound again is (see
     /// [`Self::recheck`]). Drivers that use the unnamed statement send the
     /// same Parse for every execution; this makes that one lookup.
+    ///
+    /// Notes that are no longer fresh are dropped: the text is decided again
+    /// and remembered only if allowed again, so an older verdict never
+    /// comes back (a policy version can recur when an edit is reverted).
     fn allowed_before(&mut self, sql: &str) -> Option<Verdict> {
-        let analysed = self.analyses.get(sql)?;
+        let analysed = self.analyses.get_mut(sql)?;
         let notes = analysed.allowed.as_ref()?;
         let (version, now) = (self.version.current(), Instant::now());
         if !notes.iter().all(|n| n.fresh(version, now)) {
+            analysed.allowed = None;
             return None;
         }
         let notes: Vec<Note> = notes
@@ -336,7 +345,8 @@ impl Enforcer {
                 && s.sql_deallocate.is_none()
                 && s.sets_search_path.is_none()
         });
-        if !stateless || notes.len() != statements.len() {
+        let reusable = notes.iter().all(|n| n.reusable.is_some());
+        if !stateless || !reusable || notes.len() != statements.len() {
             return;
         }
         if let Some(analysed) = self.analyses.get_mut(sql)
@@ -399,8 +409,34 @@ impl Enforcer {
     }
 
     /// Decides every statement; `Err` is the first refusal.
+    ///
+    /// Decisions from the cache were made under the policy version current
+    /// when they were looked up. If asking the PDP about the others reveals
+    /// a newer version, those hits are stale: the statements are decided
+    /// again (the hits then miss), a few times at most while the version
+    /// keeps moving, then refused.
     async fn decide(&mut self, statements: &[Arc<Attributes>]) -> Result<Vec<Note>, Refusal> {
-        let mut version = self.version.current();
+        for _ in 0..DECIDE_ATTEMPTS {
+            if let Some(notes) = self.decide_once(statements).await? {
+                return Ok(notes);
+            }
+        }
+        Err(Refusal::plain(
+            sqlstate::SYSTEM_ERROR,
+            "palisade: statement refused: the policy changed while it was being decided; try again"
+                .to_owned(),
+            None,
+        ))
+    }
+
+    /// One round of [`Self::decide`]; `None` when a cache hit turned out to
+    /// be from an older policy version than the PDP's answer.
+    async fn decide_once(
+        &mut self,
+        statements: &[Arc<Attributes>],
+    ) -> Result<Option<Vec<Note>>, Refusal> {
+        let looked_up = self.version.current();
+        let mut version = looked_up;
         let mut missing: Vec<&Attributes> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
         // Until when each decision may be reused; `None` for a fresh one
@@ -441,6 +477,7 @@ impl Enforcer {
             })?;
             version = self.version.observe(&version_str);
             let mut fresh = fresh.into_iter();
+            let stale_hits = version != looked_up && cached.iter().any(Option::is_some);
             for (slot, a) in decisions.iter_mut().zip(statements) {
                 if slot.is_none() {
                     let d = fresh.next();
@@ -449,6 +486,9 @@ impl Enforcer {
                     }
                     *slot = d;
                 }
+            }
+            if stale_hits {
+                return Ok(None);
             }
         }
         let mut notes = Vec::with_capacity(statements.len());
@@ -479,7 +519,7 @@ impl Enforcer {
                 reusable: until.map(|u| (version, u)),
             });
         }
-        Ok(notes)
+        Ok(Some(notes))
     }
 }
 

@@ -199,9 +199,10 @@ impl AuditStore for EmbeddedStore {
         }
         let inner = Arc::clone(&self.inner);
         let (acks, stored) = blocking(move || inner.append(events)).await?;
-        // Freed here, on the runtime thread that decoded the events rather
-        // than on the blocking thread: mimalloc frees another thread's
-        // memory through a slower path (a tenth of the ingest profile).
+        // Freed here, on a runtime worker (usually the one that decoded the
+        // events) rather than on the blocking thread: mimalloc frees another
+        // thread's memory through a slower path (a tenth of the ingest
+        // profile).
         drop(stored);
         Ok(acks)
     }
@@ -273,13 +274,13 @@ impl Inner {
         };
         self.compare_repeats(&plans);
 
-        // Sized once: a frame is the payload plus at most 80 bytes (header,
-        // field tags and the two hashes).
+        // Sized once: a frame is the payload plus at most 82 bytes (the
+        // 8-byte header, the payload's tag and length, the two hashes).
         let mut frames = Vec::with_capacity(
             plans
                 .iter()
                 .flat_map(|plan| &plan.new)
-                .map(|linked| linked.payload.len() + 80)
+                .map(|linked| linked.payload.len() + 82)
                 .sum(),
         );
         let mut placed = Vec::new();

@@ -57,6 +57,7 @@ impl Index {
             self.sessions
                 .insert(event.session_id.clone(), SessionEntry::default());
         }
+        // Inserted just above: the `else` cannot happen.
         let Some(entry) = self.sessions.get_mut(&event.session_id) else {
             return;
         };
