@@ -65,16 +65,25 @@ impl Statement {
                 | StatementKind::Insert
                 | StatementKind::Update
                 | StatementKind::Delete
-        ) && self.sql_prepare.is_none()
-            && self.sql_execute.is_none()
-            && self.sql_deallocate.is_none()
+        ) && self.follows_no_session_state()
             && self.transaction.is_none()
             && self.copy.is_none()
-            && self.sets_search_path.is_none()
             && !self.attributes.functions.iter().any(|f| {
                 let name = f.rsplit('.').next().unwrap_or(f);
                 matches!(name, "nextval" | "setval" | "currval") || name.contains("_to_xml")
             })
+    }
+
+    /// Whether the agent carries nothing of this statement into the
+    /// session's later ones: no SQL-level `PREPARE`, `EXECUTE` or
+    /// `DEALLOCATE` (what an `EXECUTE` runs), no search path change (how
+    /// later names resolve). Such a statement means the same whenever it
+    /// runs in the session.
+    pub fn follows_no_session_state(&self) -> bool {
+        self.sql_prepare.is_none()
+            && self.sql_execute.is_none()
+            && self.sql_deallocate.is_none()
+            && self.sets_search_path.is_none()
     }
 
     /// This analysis for another query string of the same shape: the text

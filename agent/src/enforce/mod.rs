@@ -315,22 +315,14 @@ impl Enforcer {
     fn allowed_before(&mut self, sql: &str) -> Option<Verdict> {
         let analysed = self.analyses.get_mut(sql)?;
         let notes = analysed.allowed.as_ref()?;
-        let (version, now) = (self.version.current(), Instant::now());
-        if !notes.iter().all(|n| n.fresh(version, now)) {
+        if !all_fresh(&self.version, notes) {
             analysed.allowed = None;
             return None;
         }
-        let notes: Vec<Note> = notes
-            .iter()
-            .map(|n| Note {
-                cached: true,
-                ..n.clone()
-            })
-            .collect();
-        for _ in &notes {
+        for _ in notes {
             self.metrics.statement(Effect::Allow);
         }
-        Some(Verdict::Forward(analysed.statements.clone(), notes))
+        Some(Verdict::Forward(analysed.statements.clone(), notes.clone()))
     }
 
     /// Keeps how `sql` was allowed for [`Self::allowed_before`], when its
@@ -339,12 +331,7 @@ impl Enforcer {
     /// (`PREPARE`, `EXECUTE`, `DEALLOCATE`, a search path), which
     /// [`Self::note_allowed`] must see each time.
     fn remember_allowed(&mut self, sql: &str, statements: &Arc<Vec<Statement>>, notes: &[Note]) {
-        let stateless = statements.iter().all(|s| {
-            s.sql_prepare.is_none()
-                && s.sql_execute.is_none()
-                && s.sql_deallocate.is_none()
-                && s.sets_search_path.is_none()
-        });
+        let stateless = statements.iter().all(Statement::follows_no_session_state);
         let reusable = notes.iter().all(|n| n.reusable.is_some());
         if !stateless || !reusable || notes.len() != statements.len() {
             return;
@@ -352,7 +339,12 @@ impl Enforcer {
         if let Some(analysed) = self.analyses.get_mut(sql)
             && Arc::ptr_eq(&analysed.statements, statements)
         {
-            analysed.allowed = Some(notes.to_vec());
+            // Kept as the next run will report them: decided before.
+            let again = notes.iter().map(|n| Note {
+                cached: true,
+                ..n.clone()
+            });
+            analysed.allowed = Some(again.collect());
         }
     }
 
@@ -365,8 +357,7 @@ impl Enforcer {
     ) -> Result<(), Refusal> {
         // Binding a prepared statement again and again is the hot path of
         // drivers that prepare: while its decision stands, nothing to do.
-        let (version, now) = (self.version.current(), Instant::now());
-        if notes.len() == statements.len() && notes.iter().all(|n| n.fresh(version, now)) {
+        if notes.len() == statements.len() && all_fresh(&self.version, notes) {
             return Ok(());
         }
         let attributes: Vec<Arc<Attributes>> =
@@ -521,6 +512,13 @@ impl Enforcer {
         }
         Ok(Some(notes))
     }
+}
+
+/// Whether every decision in `notes` still stands under the current
+/// policy version.
+fn all_fresh(version: &PolicyVersion, notes: &[Note]) -> bool {
+    let (version, now) = (version.current(), Instant::now());
+    notes.iter().all(|n| n.fresh(version, now))
 }
 
 fn refusal(d: &Decision, what: &str) -> Refusal {

@@ -325,9 +325,10 @@ impl Inner {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         let acks = plans
-            .iter()
+            .iter_mut()
             .map(|plan| pb::EventAck {
-                session_id: plan.session_id.clone(),
+                // The plans are only freed from here on.
+                session_id: std::mem::take(&mut plan.session_id),
                 sequence: plan.head.last_sequence,
             })
             .collect();
