@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Encoded events pass through without a copy: slices of the
+        // received buffer, or of the spool's.
+        .bytes(".palisade.v1.StreamEventsRequest.events")
+        .bytes(".palisade.v1.GetSessionEventsResponse.payload")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -11,14 +11,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use integration::agent::{AgentProcess, Stack, seed_example};
 use integration::clients::run_pg_program;
 use integration::database::postgres_audit;
 use integration::ports::free_port;
 use integration::postgres::TestPostgres;
-use integration::stack::{Fixture, PdpProcess, bin_dir};
-use palisade_pdp::audit::{AuditStore, SessionFilter};
+use integration::stack::{Fixture, PdpProcess, RunningPdp, bin_dir, client_tls};
+use palisade_pdp::audit::{AuditStore, GENESIS_HASH, SessionFilter, chain_hash};
 use palisade_proto::v1 as pb;
+use pb::audit_service_client::AuditServiceClient;
+use pb::session_service_client::SessionServiceClient;
+use prost::Message as _;
 
 async fn wait_for_session_end(store: &dyn AuditStore, expected: usize) -> Vec<pb::SessionSummary> {
     for _ in 0..100 {
@@ -391,4 +395,123 @@ async fn a_full_spool_refuses_statements_until_the_pdp_catches_up() {
         recovered,
         "statements did not run again after the spool drained"
     );
+}
+
+/// A statement event of session `session`, claiming to come from `agent_id`.
+fn raw_statement(session: &str, sequence: u64, agent_id: &str) -> pb::AuditEvent {
+    pb::AuditEvent {
+        session_id: session.to_owned(),
+        sequence,
+        agent_id: agent_id.to_owned(),
+        event: Some(pb::audit_event::Event::Statement(pb::StatementExecuted {
+            text: format!("SELECT {sequence}"),
+            effect: pb::Effect::Allow.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The PDP's acknowledgement (or refusal) of one batch on a new call.
+async fn send_batch(
+    pdp: &RunningPdp,
+    fixture: &Fixture,
+    events: Vec<Bytes>,
+) -> tonic::Result<Vec<pb::EventAck>> {
+    let channel = pdp.channel(fixture.agent_tls().unwrap()).await.unwrap();
+    let mut client = AuditServiceClient::new(channel);
+    let request = futures::stream::iter([pb::StreamEventsRequest { events }]);
+    let mut replies = client.stream_events(request).await?.into_inner();
+    match replies.message().await? {
+        Some(reply) => Ok(reply.acks),
+        None => panic!("the call ended without an answer"),
+    }
+}
+
+#[tokio::test]
+async fn the_pdp_stores_events_as_sent_attributed_to_the_sending_agent() {
+    let fixture = Fixture::new().unwrap();
+    let pdp = RunningPdp::start(fixture.pdp_config()).await.unwrap();
+    let agent = fixture.certs.agents[0].name.clone();
+    let first = Bytes::from(raw_statement("raw", 1, "impostor").encode_to_vec());
+
+    // One malformed event refuses the whole batch: nothing of it is stored.
+    let refused = send_batch(
+        &pdp,
+        &fixture,
+        vec![first.clone(), Bytes::from_static(&[0x0a, 0x05, b'r'])],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("audit event 1 of the batch does not decode"),
+        "{refused:?}"
+    );
+    assert!(pdp.audit.session_events("raw", 0).await.unwrap().is_empty());
+
+    // The second event numbered the way the agent numbers them: sequence
+    // appended after the rest (field 2 after field 11), which prost would
+    // not write.
+    let mut second = raw_statement("raw", 0, &agent).encode_to_vec();
+    second.extend_from_slice(&[0x10, 2]);
+    let second = Bytes::from(second);
+    let acks = send_batch(&pdp, &fixture, vec![first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        acks,
+        [pb::EventAck {
+            session_id: "raw".into(),
+            sequence: 2
+        }]
+    );
+
+    let admin = fixture.certs.client("admin").unwrap();
+    let admin_tls = client_tls(
+        &fixture.certs.ca.cert,
+        Some((&admin.paths.cert, &admin.paths.key)),
+    )
+    .unwrap();
+    let mut sessions = SessionServiceClient::new(pdp.channel(admin_tls).await.unwrap());
+    let mut replay = sessions
+        .get_session_events(pb::GetSessionEventsRequest {
+            session_id: "raw".into(),
+            follow: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut previous = GENESIS_HASH;
+    let mut stored = Vec::new();
+    while let Some(reply) = replay.message().await.unwrap() {
+        // Each link checks out from the payload alone, which decodes to the
+        // event shown.
+        assert_eq!(reply.hash, hex(&chain_hash(&previous, &reply.payload)));
+        assert_eq!(
+            pb::AuditEvent::decode(reply.payload.clone()).ok(),
+            reply.event
+        );
+        previous = chain_hash(&previous, &reply.payload);
+        stored.push(reply);
+    }
+    assert_eq!(stored.len(), 2);
+    // The agent's own bytes are kept as they are; the impostor's claim is
+    // overridden by the name on the certificate, appended to its bytes.
+    assert_eq!(stored[1].payload, second);
+    assert!(stored[0].payload.starts_with(&first) && stored[0].payload != first);
+    for reply in &stored {
+        assert_eq!(
+            reply.event.as_ref().map(|e| e.agent_id.as_str()),
+            Some(agent.as_str())
+        );
+    }
+    assert!(pdp.audit.verify(Some("raw")).await.unwrap().intact());
+    pdp.stop().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,8 +10,8 @@
 )]
 
 use integration::postgres::TestPostgres;
-use palisade_pdp::audit::testkit::{self, session, statement};
-use palisade_pdp::audit::{AuditStore, Broken, PostgresStore, canonical_bytes};
+use palisade_pdp::audit::testkit::{self, encoded, session, statement};
+use palisade_pdp::audit::{AuditStore, Broken, EncodedEvent, PostgresStore};
 use palisade_proto::v1 as pb;
 
 async fn store(pg: &TestPostgres) -> PostgresStore {
@@ -45,7 +45,7 @@ async fn replicas_share_one_database() {
     let a = store(&pg).await;
     assert_eq!(a.session_events("rep-shared", 0).await.unwrap(), events);
     let next = statement("rep-shared", 2, 1, "select 2", pb::Effect::Allow);
-    let acks = a.append(vec![next]).await.unwrap();
+    let acks = a.append(encoded([next])).await.unwrap();
     assert_eq!(testkit::acks(&acks), [("rep-shared".to_owned(), 2)]);
     assert!(b.verify(None).await.unwrap().intact());
 }
@@ -72,9 +72,9 @@ async fn tampered_rows_are_named() {
         &[pb::Effect::Deny; 3],
         Some("client_terminated"),
     );
-    store.append(events.clone()).await.unwrap();
+    store.append(encoded(events.clone())).await.unwrap();
     let other = session("t", 1001, "bob", "db", None, &[pb::Effect::Allow], None);
-    store.append(other).await.unwrap();
+    store.append(encoded(other)).await.unwrap();
     assert!(store.verify(None).await.unwrap().intact());
 
     // Rewrite a denied statement as allowed.
@@ -92,9 +92,12 @@ async fn tampered_rows_are_named() {
         .get(0);
     let set_payload =
         "UPDATE palisade_audit_events SET payload = $1 WHERE session_id = 's' AND sequence = 3";
-    db.execute(set_payload, &[&canonical_bytes(&edited)])
-        .await
-        .unwrap();
+    db.execute(
+        set_payload,
+        &[&EncodedEvent::encode(edited).payload.as_ref()],
+    )
+    .await
+    .unwrap();
     let report = store.verify(None).await.unwrap();
     assert_eq!(report.broken, broken("s", 3, "hash mismatch"));
     assert_eq!(store.verify(Some("t")).await.unwrap().broken, None);

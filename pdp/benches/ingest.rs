@@ -1,8 +1,9 @@
 //! What the PDP spends on each audit event it stores: a `StreamEvents`
 //! request of 512 statement events from 8 sessions (the shape an agent
-//! sends under pgbench load), decoded as tonic does on a runtime worker and
-//! appended to the embedded store in a temp dir (its blocking thread,
-//! durable write included). Prints the median and p90 per event over the
+//! sends under pgbench load), decoded as the `AuditService` does on a
+//! runtime worker (the request by tonic, then each event, attributed to its
+//! agent) and appended to the embedded store in a temp dir (its blocking
+//! thread, durable write included). Prints the median and p90 per event over the
 //! batches, and events per second.
 //!
 //! `cargo bench -p palisade-pdp --bench ingest`
@@ -15,7 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_pdp::audit::{AuditStore, EmbeddedStore};
+use bytes::Bytes;
+use palisade_pdp::audit::{AuditStore, EmbeddedStore, EncodedEvent};
 use palisade_proto::v1 as pb;
 use prost::Message as _;
 
@@ -78,6 +80,7 @@ fn request(batch: u64) -> Vec<u8> {
     let first = batch * PER_SESSION + 1;
     let events = (first..first + PER_SESSION)
         .flat_map(|sequence| (0..SESSIONS).map(move |session| event(session, sequence)))
+        .map(|event| Bytes::from(event.encode_to_vec()))
         .collect();
     pb::StreamEventsRequest { events }.encode_to_vec()
 }
@@ -91,7 +94,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn AuditStore> =
         Arc::new(EmbeddedStore::open(dir.path()).expect("embedded store"));
-    let requests: Vec<Vec<u8>> = (0..BATCHES).map(request).collect();
+    // tonic decodes from a `Bytes` buffer, so the events are slices of it.
+    let requests: Vec<Bytes> = (0..BATCHES).map(|b| Bytes::from(request(b))).collect();
     let events_per_batch = (SESSIONS * PER_SESSION) as f64;
 
     let took: Vec<Duration> = runtime.block_on(async move {
@@ -100,8 +104,17 @@ fn main() {
             let mut took = Vec::with_capacity(requests.len());
             for bytes in requests {
                 let started = Instant::now();
-                let request = pb::StreamEventsRequest::decode(bytes.as_slice()).expect("decode");
-                let acks = store.append(request.events).await.expect("append");
+                let request = pb::StreamEventsRequest::decode(bytes).expect("decode");
+                let events = request
+                    .events
+                    .into_iter()
+                    .map(|e| {
+                        EncodedEvent::decode(e)
+                            .expect("event decodes")
+                            .attributed_to("agent-bench")
+                    })
+                    .collect();
+                let acks = store.append(events).await.expect("append");
                 took.push(started.elapsed());
                 assert_eq!(acks.len() as u64, SESSIONS);
             }

@@ -16,8 +16,8 @@
 //!    once, when durable; what is stored of it is always a prefix.
 //! 3. The streamer task (`streamer`) keeps one `StreamEvents` call open to
 //!    the PDP and sends the spool in order, oldest first, as the bytes the
-//!    spool holds (`raw`): from memory while it keeps up (`recent`), read
-//!    back from disk otherwise.
+//!    spool holds (the PDP stores and hashes those very bytes): from memory
+//!    while it keeps up (`recent`), read back from disk otherwise.
 //! 4. The PDP acknowledges per session ("every event of S up to N is
 //!    stored"); `spool` records that and deletes each segment whose events
 //!    are all acknowledged.
@@ -36,7 +36,6 @@
 mod error;
 mod feed;
 mod frame;
-mod raw;
 mod recent;
 mod recover;
 mod seqset;

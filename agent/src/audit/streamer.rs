@@ -23,7 +23,6 @@ use tonic::transport::Channel;
 use tracing::{debug, error, info, warn};
 
 use super::frame::{Next, Record, RecordReader};
-use super::raw::{self, RawEvents};
 use super::spool::Shared;
 
 /// How long new events may wait to join the next request once the stream
@@ -149,10 +148,11 @@ async fn stream_once(shared: &Arc<Shared>, channel: Channel, backoff: &mut Backo
     let outbound = futures::stream::unfold(outbound, |mut rx| async move {
         rx.recv().await.map(|request| (request, rx))
     });
-    let mut inbound = match timeout(OPEN_TIMEOUT, raw::stream_events(channel, outbound)).await {
+    let mut client = pb::audit_service_client::AuditServiceClient::new(channel);
+    let mut inbound = match timeout(OPEN_TIMEOUT, client.stream_events(outbound)).await {
         Err(_) => return StreamError::OpenTimeout,
         Ok(Err(status)) => return StreamError::Rpc(status),
-        Ok(Ok(inbound)) => inbound,
+        Ok(Ok(response)) => response.into_inner(),
     };
     let mut cursor = Cursor {
         segment: shared.state().first_segment(),
@@ -173,7 +173,10 @@ async fn stream_once(shared: &Arc<Shared>, channel: Channel, backoff: &mut Backo
             }
             // INVARIANT: the channel holds at most WINDOW requests, each one
             // in flight, so there is room; failing means the call is gone.
-            if requests.try_send(RawEvents { events }).is_err() {
+            if requests
+                .try_send(pb::StreamEventsRequest { events })
+                .is_err()
+            {
                 return StreamError::Ended;
             }
             in_flight.push_back(InFlight {

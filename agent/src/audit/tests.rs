@@ -36,9 +36,10 @@ struct Store {
 }
 
 impl Store {
-    fn store(&mut self, events: Vec<pb::AuditEvent>) -> Vec<pb::EventAck> {
+    fn store(&mut self, events: Vec<bytes::Bytes>) -> Vec<pb::EventAck> {
         let mut touched = BTreeSet::new();
-        for e in events {
+        for bytes in events {
+            let e = <pb::AuditEvent as prost::Message>::decode(bytes).unwrap();
             self.agents.insert(e.agent_id);
             let id = (e.session_id.clone(), e.sequence);
             if self.seen.insert(id.clone()) {

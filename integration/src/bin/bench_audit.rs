@@ -18,7 +18,7 @@ use integration::agent::{RunningAgent, agent_config, seed_example};
 use integration::clients::run_pg_program;
 use integration::postgres::{PostgresOptions, TestPostgres};
 use integration::stack::{Fixture, RunningPdp};
-use palisade_pdp::audit::{AuditStore, EmbeddedStore, PostgresStore};
+use palisade_pdp::audit::{AuditStore, EmbeddedStore, EncodedEvent, PostgresStore};
 use palisade_proto::v1 as pb;
 
 const WRITERS: usize = 4;
@@ -60,7 +60,7 @@ async fn ingest(store: Arc<dyn AuditStore>, seconds: u64) -> anyhow::Result<f64>
             let mut next = 1u64;
             while Instant::now() < deadline {
                 let batch: Vec<_> = (next..next + BATCH as u64)
-                    .map(|s| event(&session, s))
+                    .map(|s| EncodedEvent::encode(event(&session, s)))
                     .collect();
                 store.append(batch).await?;
                 next += BATCH as u64;

@@ -4,16 +4,15 @@
 
 use std::collections::HashMap;
 
-use palisade_proto::v1 as pb;
-
-use super::chain::{Head, canonical_bytes, chain_hash};
+use super::EncodedEvent;
+use super::chain::{Head, chain_hash};
 
 /// The events of one session in one batch, by ascending sequence, each
 /// sequence once.
 #[derive(Debug)]
 pub(crate) struct SessionBatch {
     pub session_id: String,
-    pub events: Vec<pb::AuditEvent>,
+    pub events: Vec<EncodedEvent>,
 }
 
 /// Groups a batch by session, in order of each session's first appearance.
@@ -21,10 +20,11 @@ pub(crate) struct SessionBatch {
 /// Within a session the events are sorted by sequence; a sequence repeated
 /// inside the batch keeps its first copy (a differing copy is logged), and
 /// sequence 0 (never valid) is dropped with a warning.
-pub(crate) fn group_by_session(events: Vec<pb::AuditEvent>) -> Vec<SessionBatch> {
+pub(crate) fn group_by_session(events: Vec<EncodedEvent>) -> Vec<SessionBatch> {
     let mut order: HashMap<String, usize> = HashMap::new();
     let mut batches: Vec<SessionBatch> = Vec::new();
-    for event in events {
+    for encoded in events {
+        let event = &encoded.event;
         let slot = match order.get(&event.session_id) {
             Some(&slot) => slot,
             None => {
@@ -44,21 +44,21 @@ pub(crate) fn group_by_session(events: Vec<pb::AuditEvent>) -> Vec<SessionBatch>
             continue;
         }
         if let Some(batch) = batches.get_mut(slot) {
-            batch.events.push(event);
+            batch.events.push(encoded);
         }
     }
     for batch in &mut batches {
         // Stable: the first copy of a repeated sequence stays first. Agents
         // send each session in order, so this is usually a check only.
-        if !batch.events.is_sorted_by_key(|event| event.sequence) {
-            batch.events.sort_by_key(|event| event.sequence);
+        if !batch.events.is_sorted_by_key(|e| e.event.sequence) {
+            batch.events.sort_by_key(|e| e.event.sequence);
         }
         batch.events.dedup_by(|later, first| {
-            let same_sequence = later.sequence == first.sequence;
-            if same_sequence && later != first {
+            let same_sequence = later.event.sequence == first.event.sequence;
+            if same_sequence && later.payload != first.payload {
                 tracing::warn!(
-                    session_id = %first.session_id,
-                    sequence = first.sequence,
+                    session_id = %first.event.session_id,
+                    sequence = first.event.sequence,
                     "audit event sent twice in one batch with different content; the first copy counts"
                 );
             }
@@ -71,9 +71,7 @@ pub(crate) fn group_by_session(events: Vec<pb::AuditEvent>) -> Vec<SessionBatch>
 /// An event linked into its chain, ready to store.
 #[derive(Debug, Clone)]
 pub(crate) struct Linked {
-    pub event: pb::AuditEvent,
-    /// [`canonical_bytes`] of the event: what is stored and hashed.
-    pub payload: Vec<u8>,
+    pub event: EncodedEvent,
     pub previous_hash: [u8; 32],
     pub hash: [u8; 32],
 }
@@ -87,7 +85,7 @@ pub(crate) struct Plan {
     /// Events already stored (sequence at or below the head): not stored
     /// again, but compared with the stored copy so a differing resend is
     /// logged.
-    pub repeated: Vec<pb::AuditEvent>,
+    pub repeated: Vec<EncodedEvent>,
     /// The head once `new` is stored: its sequence is the ack.
     pub head: Head,
 }
@@ -100,14 +98,13 @@ pub(crate) fn plan(batch: SessionBatch, stored: Head) -> Plan {
     let mut new = Vec::new();
     let mut repeated = Vec::new();
     for event in events {
-        if event.sequence <= stored.last_sequence {
+        let sequence = event.event.sequence;
+        if sequence <= stored.last_sequence {
             repeated.push(event);
-        } else if event.sequence == head.last_sequence.saturating_add(1) {
-            let payload = canonical_bytes(&event);
-            let hash = chain_hash(&head.last_hash, &payload);
+        } else if sequence == head.last_sequence.saturating_add(1) {
+            let hash = chain_hash(&head.last_hash, &event.payload);
             new.push(Linked {
                 event,
-                payload,
                 previous_hash: head.last_hash,
                 hash,
             });
@@ -116,7 +113,7 @@ pub(crate) fn plan(batch: SessionBatch, stored: Head) -> Plan {
         } else {
             tracing::debug!(
                 session_id = %session_id,
-                sequence = event.sequence,
+                sequence,
                 acked = head.last_sequence,
                 "audit events after a gap not stored; the agent resends them"
             );
@@ -131,12 +128,12 @@ pub(crate) fn plan(batch: SessionBatch, stored: Head) -> Plan {
     }
 }
 
-/// Logs a resent event whose content differs from the stored copy.
-pub(crate) fn warn_if_differs(event: &pb::AuditEvent, stored_payload: &[u8]) {
-    if canonical_bytes(event) != stored_payload {
+/// Logs a resent event whose bytes differ from the stored copy's.
+pub(crate) fn warn_if_differs(resent: &EncodedEvent, stored_payload: &[u8]) {
+    if resent.payload != stored_payload {
         tracing::warn!(
-            session_id = %event.session_id,
-            sequence = event.sequence,
+            session_id = %resent.event.session_id,
+            sequence = resent.event.sequence,
             "audit event resent with different content; the stored copy is kept"
         );
     }
@@ -146,21 +143,32 @@ pub(crate) fn warn_if_differs(event: &pb::AuditEvent, stored_payload: &[u8]) {
 mod tests {
     use super::*;
     use crate::audit::GENESIS_HASH;
-    use crate::audit::testkit::statement;
+    use crate::audit::testkit;
+    use palisade_proto::v1 as pb;
 
-    fn seqs(events: &[pb::AuditEvent]) -> Vec<u64> {
-        events.iter().map(|e| e.sequence).collect()
+    fn seqs(events: &[EncodedEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.event.sequence).collect()
+    }
+
+    fn statement(session: &str, sequence: u64, text: &str) -> EncodedEvent {
+        EncodedEvent::encode(testkit::statement(
+            session,
+            sequence,
+            1,
+            text,
+            pb::Effect::Allow,
+        ))
     }
 
     #[test]
     fn groups_in_first_appearance_order_sorted_and_deduplicated() {
         let batch = vec![
-            statement("b", 2, 1, "x", pb::Effect::Allow),
-            statement("a", 3, 1, "x", pb::Effect::Allow),
-            statement("a", 1, 1, "first", pb::Effect::Allow),
-            statement("b", 0, 1, "x", pb::Effect::Allow),
-            statement("a", 1, 1, "second", pb::Effect::Allow),
-            statement("a", 2, 1, "x", pb::Effect::Allow),
+            statement("b", 2, "x"),
+            statement("a", 3, "x"),
+            statement("a", 1, "first"),
+            statement("b", 0, "x"),
+            statement("a", 1, "second"),
+            statement("a", 2, "x"),
         ];
         let groups = group_by_session(batch);
         assert_eq!(groups.len(), 2);
@@ -169,14 +177,12 @@ mod tests {
         assert_eq!(groups[1].session_id, "a");
         assert_eq!(seqs(&groups[1].events), [1, 2, 3]);
         let kept = &groups[1].events[0];
-        assert_eq!(kept, &statement("a", 1, 1, "first", pb::Effect::Allow));
+        assert_eq!(kept, &statement("a", 1, "first"));
     }
 
     #[test]
     fn plans_next_events_only() {
-        let events = [1, 2, 3, 5, 6]
-            .map(|s| statement("a", s, 1, "x", pb::Effect::Allow))
-            .to_vec();
+        let events = [1, 2, 3, 5, 6].map(|s| statement("a", s, "x")).to_vec();
         let plan = plan(
             SessionBatch {
                 session_id: "a".into(),
@@ -188,7 +194,7 @@ mod tests {
             },
         );
         assert_eq!(seqs(&plan.repeated), [1]);
-        let new: Vec<u64> = plan.new.iter().map(|l| l.event.sequence).collect();
+        let new: Vec<u64> = plan.new.iter().map(|l| l.event.event.sequence).collect();
         assert_eq!(new, [2, 3]);
         assert_eq!(plan.new[0].previous_hash, [9; 32]);
         assert_eq!(plan.new[1].previous_hash, plan.new[0].hash);

@@ -6,7 +6,7 @@ use palisade_proto::v1 as pb;
 use prost::Message as _;
 
 use super::Broken;
-use super::chain::{Head, canonical_bytes, chain_hash, hash_from_slice};
+use super::chain::{Head, chain_hash, hash_from_slice};
 
 /// Walks stored records, session by session in sequence order (sessions may
 /// interleave), and finds the first broken link.
@@ -42,8 +42,8 @@ impl ChainChecker {
 
     /// Checks one record.
     ///
-    /// A fault of the record itself (it does not decode, is not canonical,
-    /// or its hash is wrong) is named by its claimed key, else by what
+    /// A fault of the record itself (it does not decode, or its hash is
+    /// wrong) is named by its claimed key, else by what
     /// `locate` says was stored there, else by its own content. A fault of
     /// the chain (a sequence gap, a link to the wrong hash) names the first
     /// event missing or the event that does not link.
@@ -91,11 +91,6 @@ impl ChainChecker {
         ) else {
             return Err(record_fault("malformed hash".to_owned()));
         };
-        if canonical_bytes(event) != record.payload {
-            return Err(record_fault(
-                "event is not in canonical encoding".to_owned(),
-            ));
-        }
         if chain_hash(&previous_hash, record.payload) != hash {
             return Err(record_fault("hash mismatch".to_owned()));
         }
@@ -235,7 +230,7 @@ mod tests {
 
     impl Owned {
         fn link(event: &pb::AuditEvent, previous: [u8; 32]) -> Self {
-            let payload = canonical_bytes(event);
+            let payload = event.encode_to_vec();
             let hash = chain_hash(&previous, &payload);
             Self(payload, previous, hash)
         }
@@ -294,7 +289,7 @@ mod tests {
         let mut tampered = ChainChecker::new(None);
         tampered.check(&r1.stored(), || None).unwrap();
         let edited = testkit::statement("s", 2, 101, "select 666", pb::Effect::Allow);
-        let forged = Owned(canonical_bytes(&edited), r2.1, r2.2);
+        let forged = Owned(edited.encode_to_vec(), r2.1, r2.2);
         let broken = tampered.check(&forged.stored(), || None).unwrap_err();
         assert_eq!(
             (broken.sequence, broken.problem.as_str()),

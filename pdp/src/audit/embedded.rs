@@ -11,8 +11,8 @@
 //!
 //! A segment is `"PLSDAUD1"` followed by frames `len:u32le crc32:u32le
 //! record`, where `record` is a protobuf `Record { bytes event = 1; bytes
-//! previous_hash = 2; bytes hash = 3; }` and `event` holds the canonical
-//! bytes of the `AuditEvent` (the bytes its hash is computed over). A new
+//! previous_hash = 2; bytes hash = 3; }` and `event` holds the `AuditEvent`
+//! as it was received (the bytes its hash is computed over). A new
 //! segment is started when a batch would grow the current one past
 //! [`EmbeddedOptions::segment_size`]; a batch is never split across
 //! segments.
@@ -70,7 +70,7 @@ use self::index::{Index, Location};
 use self::segment::{FrameFault, Record, encode_frame, read_frame_at, segment_name};
 use super::batch::{Plan, group_by_session, plan, warn_if_differs};
 use super::chain::hash_from_slice;
-use super::{AuditError, AuditStore, SessionFilter, StoredEvent, VerifyReport};
+use super::{AuditError, AuditStore, EncodedEvent, SessionFilter, StoredEvent, VerifyReport};
 
 /// Settings of an [`EmbeddedStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +193,7 @@ async fn blocking<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl AuditStore for EmbeddedStore {
-    async fn append(&self, events: Vec<pb::AuditEvent>) -> Result<Vec<pb::EventAck>, AuditError> {
+    async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<pb::EventAck>, AuditError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -256,7 +256,7 @@ impl Inner {
     /// (their events) for the caller to free.
     fn append(
         &self,
-        events: Vec<pb::AuditEvent>,
+        events: Vec<EncodedEvent>,
     ) -> Result<(Vec<pb::EventAck>, Vec<Plan>), AuditError> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if writer.stopped {
@@ -280,22 +280,22 @@ impl Inner {
             plans
                 .iter()
                 .flat_map(|plan| &plan.new)
-                .map(|linked| linked.payload.len() + 82)
+                .map(|linked| linked.event.payload.len() + 82)
                 .sum(),
         );
         let mut placed = Vec::new();
-        for linked in plans.iter_mut().flat_map(|plan| &mut plan.new) {
+        for linked in plans.iter().flat_map(|plan| &plan.new) {
             let record = Record {
-                // The payload is needed only here: moved, not copied.
-                event: std::mem::take(&mut linked.payload),
+                // A reference to the received bytes, not a copy.
+                event: linked.event.payload.clone(),
                 previous_hash: linked.previous_hash.to_vec(),
                 hash: linked.hash.to_vec(),
             };
             let start = frames.len() as u64;
             let len =
                 encode_frame(&record, &mut frames).ok_or_else(|| AuditError::EventTooLarge {
-                    session_id: linked.event.session_id.clone(),
-                    sequence: linked.event.sequence,
+                    session_id: linked.event.event.session_id.clone(),
+                    sequence: linked.event.event.sequence,
                     size: record.encoded_len(),
                     max: segment::MAX_RECORD_LEN as usize,
                 })?;
@@ -318,7 +318,7 @@ impl Inner {
                     offset: base + start,
                     len,
                 };
-                index.insert(&linked.event, linked.hash, location);
+                index.insert(&linked.event.event, linked.hash, location);
             }
             index.set_segment_len(writer.segment, writer.len);
             drop(index);
@@ -392,22 +392,23 @@ impl Inner {
 
     /// Logs resent events whose content differs from the stored copy.
     fn compare_repeats(&self, plans: &[Plan]) {
-        let repeats: Vec<(&pb::AuditEvent, Location)> = {
+        let repeats: Vec<(&EncodedEvent, Location)> = {
             let index = self.index();
             plans
                 .iter()
                 .flat_map(|plan| &plan.repeated)
-                .filter_map(|event| {
-                    Some((event, index.location(&event.session_id, event.sequence)?))
+                .filter_map(|resent| {
+                    let event = &resent.event;
+                    Some((resent, index.location(&event.session_id, event.sequence)?))
                 })
                 .collect()
         };
-        for (event, location) in repeats {
+        for (resent, location) in repeats {
             match self.read_record(location) {
-                Ok(record) => warn_if_differs(event, &record.event),
+                Ok(record) => warn_if_differs(resent, &record.event),
                 Err(e) => tracing::warn!(
-                    session_id = %event.session_id,
-                    sequence = event.sequence,
+                    session_id = %resent.event.session_id,
+                    sequence = resent.event.sequence,
                     error = %e,
                     "stored copy of a resent audit event is unreadable"
                 ),
@@ -461,7 +462,7 @@ impl Inner {
                 sequence,
                 reason,
             };
-            let event = pb::AuditEvent::decode(record.event.as_slice())
+            let event = pb::AuditEvent::decode(record.event.clone())
                 .map_err(|e| unreadable(format!("event does not decode: {e}")))?;
             if event.session_id != session_id || event.sequence != sequence {
                 return Err(unreadable("the record holds another event".to_owned()));
@@ -476,6 +477,7 @@ impl Inner {
                 event,
                 previous_hash,
                 hash,
+                payload: record.event,
             });
         }
         Ok(events)

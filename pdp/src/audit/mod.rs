@@ -2,7 +2,8 @@
 //! tamper-evidently, for `palisade sessions`, `palisade replay` and
 //! `palisade audit verify`.
 //!
-//! Data flow: the gRPC `AuditService` hands each batch to
+//! Data flow: the gRPC `AuditService` decodes each event of a batch into an
+//! [`EncodedEvent`] (keeping its bytes) and hands the batch to
 //! [`AuditStore::append`]; `batch` groups it by session, keeps the events that
 //! come next in each chain and links them with `chain`; the store writes them
 //! and answers with one [`pb::EventAck`] per session. `summary` folds each
@@ -20,13 +21,13 @@
 //! # The chain
 //!
 //! Every session is its own hash chain: `hash = SHA-256(previous_hash ||
-//! canonical bytes of the event)`, and the first event of a session has
-//! `previous_hash = [0; 32]`. The canonical bytes are the protobuf encoding
-//! of the event with map entries in key order ([`canonical_bytes`]); plain
-//! prost encoding is not enough, because `Principal.claims` and
-//! `ClientInfo.startup_parameters` are `HashMap`s whose order changes from one
-//! process to the next. Anyone holding the events (a `replay` client) can
-//! recompute the chain with [`canonical_bytes`] and [`chain_hash`].
+//! payload)`, and the first event of a session has `previous_hash = [0; 32]`.
+//! The payload is the event's protobuf encoding as the agent wrote it into
+//! its spool (plus the sending agent's name, see
+//! [`EncodedEvent::attributed_to`]), stored unchanged. Anyone holding the
+//! stored payloads (`GetSessionEventsResponse.payload`, a `replay` client)
+//! can recompute the chain with [`chain_hash`]; nothing depends on how an
+//! encoder orders fields or map entries.
 //!
 //! Protobuf types appear in this API although convention 6 keeps them at the
 //! gRPC edge: the stored form *is* the protobuf event (the chain is defined
@@ -37,6 +38,7 @@ mod batch;
 mod chain;
 mod check;
 mod embedded;
+mod encoded;
 mod error;
 mod postgres;
 mod summary;
@@ -45,11 +47,14 @@ pub mod testkit;
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use palisade_proto::v1 as pb;
+use prost::Message as _;
 use tokio::sync::watch;
 
-pub use chain::{GENESIS_HASH, canonical_bytes, chain_hash};
+pub use chain::{GENESIS_HASH, chain_hash};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use encoded::EncodedEvent;
 pub use error::AuditError;
 pub use postgres::PostgresStore;
 
@@ -60,8 +65,10 @@ pub struct StoredEvent {
     pub event: pb::AuditEvent,
     /// The hash of the session's previous event; [`GENESIS_HASH`] for the first.
     pub previous_hash: [u8; 32],
-    /// `SHA-256(previous_hash || canonical_bytes(event))`.
+    /// `SHA-256(previous_hash || payload)`.
     pub hash: [u8; 32],
+    /// The stored bytes of the event, which decode to [`event`](Self::event).
+    pub payload: Bytes,
 }
 
 impl StoredEvent {
@@ -69,7 +76,8 @@ impl StoredEvent {
     /// [`previous_hash`](Self::previous_hash), so a reader (`replay`) can
     /// check each link without trusting the store.
     pub fn link_is_valid(&self) -> bool {
-        chain_hash(&self.previous_hash, &canonical_bytes(&self.event)) == self.hash
+        chain_hash(&self.previous_hash, &self.payload) == self.hash
+            && pb::AuditEvent::decode(self.payload.clone()).is_ok_and(|e| e == self.event)
     }
 }
 
@@ -144,7 +152,7 @@ pub trait AuditStore: Send + Sync + 'static {
     /// appearance, each the highest contiguous stored sequence (0 when none).
     /// Returns only once the data is durable (fsync for files, commit for
     /// PostgreSQL).
-    async fn append(&self, events: Vec<pb::AuditEvent>) -> Result<Vec<pb::EventAck>, AuditError>;
+    async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<pb::EventAck>, AuditError>;
 
     /// Summaries of the sessions matching `filter`, newest start first (ties
     /// by session id ascending, sessions without any time last).

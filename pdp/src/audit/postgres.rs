@@ -7,7 +7,7 @@
 //! starting together do not race):
 //!
 //! - `palisade_audit_events`: one row per event, keyed by `(session_id,
-//!   sequence)`; `payload` holds the canonical bytes the chain hashes,
+//!   sequence)`; `payload` holds the event's bytes as received, which the chain hashes,
 //!   `previous_hash` and `hash` the link. `time`, `principal`, `target` and
 //!   `kind` are copies for people querying the table by hand.
 //! - `palisade_audit_sessions`: one row per session: the chain head
@@ -48,7 +48,7 @@ use super::batch::{Plan, SessionBatch, group_by_session, plan, warn_if_differs};
 use super::chain::{GENESIS_HASH, Head, hash_from_slice};
 use super::check::{ChainChecker, StoredRecord};
 use super::summary::{SummaryState, event_kind, system_time_key, time_key};
-use super::{AuditError, AuditStore, SessionFilter, StoredEvent, VerifyReport};
+use super::{AuditError, AuditStore, EncodedEvent, SessionFilter, StoredEvent, VerifyReport};
 
 /// Key of the advisory lock taken while creating the schema ("palisade").
 const SCHEMA_LOCK: i64 = 0x7061_6c69_7361_6465;
@@ -205,7 +205,7 @@ async fn store_session(
         let sequences: Vec<i64> = plan
             .repeated
             .iter()
-            .filter_map(|event| i64::try_from(event.sequence).ok())
+            .filter_map(|resent| i64::try_from(resent.event.sequence).ok())
             .collect();
         let rows = tx
             .query(STORED_PAYLOADS, &[&session_id, &sequences])
@@ -213,8 +213,8 @@ async fn store_session(
         for row in rows {
             let sequence = to_u64(row.try_get(0)?)?;
             let payload: &[u8] = row.try_get(1)?;
-            if let Some(event) = plan.repeated.iter().find(|e| e.sequence == sequence) {
-                warn_if_differs(event, payload);
+            if let Some(resent) = plan.repeated.iter().find(|e| e.event.sequence == sequence) {
+                warn_if_differs(resent, payload);
             }
         }
     }
@@ -264,13 +264,14 @@ async fn insert_events(
     let mut previous = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
     for linked in &plan.new {
-        summary.apply(&linked.event);
-        sequences.push(to_i64(linked.event.sequence)?);
-        times.push(linked.event.time.and_then(sql_time));
+        let event = &linked.event.event;
+        summary.apply(event);
+        sequences.push(to_i64(event.sequence)?);
+        times.push(event.time.and_then(sql_time));
         principals.push(summary.principal_id().to_owned());
         targets.push(summary.target.clone());
-        kinds.push(event_kind(&linked.event));
-        payloads.push(linked.payload.as_slice());
+        kinds.push(event_kind(event));
+        payloads.push(linked.event.payload.as_ref());
         previous.push(linked.previous_hash.as_slice());
         hashes.push(linked.hash.as_slice());
     }
@@ -294,7 +295,7 @@ async fn insert_events(
 
 #[tonic::async_trait]
 impl AuditStore for PostgresStore {
-    async fn append(&self, events: Vec<pb::AuditEvent>) -> Result<Vec<pb::EventAck>, AuditError> {
+    async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<pb::EventAck>, AuditError> {
         let mut acks = Vec::new();
         for batch in group_by_session(events) {
             let session_id = batch.session_id.clone();
@@ -423,7 +424,8 @@ fn stored_event(session_id: &str, row: &Row) -> Result<StoredEvent, AuditError> 
         sequence,
         reason,
     };
-    let event = pb::AuditEvent::decode(row.try_get::<_, &[u8]>(1)?)
+    let payload = bytes::Bytes::copy_from_slice(row.try_get::<_, &[u8]>(1)?);
+    let event = pb::AuditEvent::decode(payload.clone())
         .map_err(|e| unreadable(format!("event does not decode: {e}")))?;
     if event.session_id != session_id || event.sequence != sequence {
         return Err(unreadable("the row holds another event".to_owned()));
@@ -438,6 +440,7 @@ fn stored_event(session_id: &str, row: &Row) -> Result<StoredEvent, AuditError> 
         event,
         previous_hash,
         hash,
+        payload,
     })
 }
 

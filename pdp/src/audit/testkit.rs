@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use bytes::Bytes;
 use palisade_proto::v1 as pb;
 use pb::audit_event::Event;
+use prost::Message as _;
 use prost_types::Timestamp;
 
-use super::{AuditStore, GENESIS_HASH, SessionFilter, StoredEvent, canonical_bytes, chain_hash};
+use super::{AuditStore, EncodedEvent, GENESIS_HASH, SessionFilter, StoredEvent, chain_hash};
 
 /// Seconds since the epoch around which the suite's sessions start.
 const T0: i64 = 1_600_000_000;
@@ -36,8 +38,8 @@ pub fn at(secs: i64) -> Timestamp {
     }
 }
 
-/// A principal `<ISSUER>|<subject>` with a few claims (so the map ordering
-/// of the canonical encoding is exercised), `repository` among them if given.
+/// A principal `<ISSUER>|<subject>` with a few claims (a map, which prost
+/// encodes in no fixed order), `repository` among them if given.
 pub fn principal(subject: &str, repository: Option<&str>) -> pb::Principal {
     let mut claims: HashMap<String, String> = [
         ("sha", "0123456789abcdef"),
@@ -225,6 +227,11 @@ pub fn session(
     events
 }
 
+/// Events encoded here, as an agent would send them.
+pub fn encoded(events: impl IntoIterator<Item = pb::AuditEvent>) -> Vec<EncodedEvent> {
+    events.into_iter().map(EncodedEvent::encode).collect()
+}
+
 /// `(session_id, sequence)` pairs, to compare acks.
 pub fn acks(acks: &[pb::EventAck]) -> Vec<(String, u64)> {
     acks.iter()
@@ -245,7 +252,7 @@ async fn append_expect(
     events: Vec<pb::AuditEvent>,
     expected: &[(&str, u64)],
 ) -> Result<()> {
-    let got = acks(&store.append(events).await?);
+    let got = acks(&store.append(encoded(events)).await?);
     ensure!(
         got == pairs(expected),
         "acks {got:?}, expected {expected:?}"
@@ -271,7 +278,7 @@ pub fn check_chain(events: &[StoredEvent], sequences: &[u64]) -> Result<()> {
             "event {} does not link to the one before",
             stored.event.sequence
         );
-        let hash = chain_hash(&previous, &canonical_bytes(&stored.event));
+        let hash = chain_hash(&previous, &stored.payload);
         ensure!(
             stored.hash == hash,
             "event {} has a wrong hash",
@@ -296,6 +303,9 @@ pub async fn conformance(store: &dyn AuditStore) -> Result<()> {
         "the conformance suite needs an empty store"
     );
     append_and_read(store).await.context("append and read")?;
+    payloads_are_kept_as_sent(store)
+        .await
+        .context("payloads kept as sent")?;
     repeats_are_ignored(store).await.context("repeats")?;
     gaps_are_not_stored(store).await.context("gaps")?;
     out_of_order_batch(store)
@@ -363,6 +373,57 @@ async fn append_and_read(store: &dyn AuditStore) -> Result<()> {
     ensure!(store.session_events(id, 4).await?.is_empty());
     ensure!(store.session_events(id, u64::MAX).await?.is_empty());
     ensure!(store.session_events("conf-nothing", 0).await?.is_empty());
+    Ok(())
+}
+
+/// The chain covers the bytes as they came, in whatever field order the
+/// sender wrote them: the agent appends each event's sequence last, and a
+/// map's entries come in any order.
+async fn payloads_are_kept_as_sent(store: &dyn AuditStore) -> Result<()> {
+    let id = "conf-bytes";
+    let events = session(
+        id,
+        T0 + 5,
+        "alice",
+        "conf-db",
+        None,
+        &[pb::Effect::Allow],
+        None,
+    );
+    let sent: Vec<EncodedEvent> = events
+        .iter()
+        .map(|event| {
+            let mut unnumbered = event.clone();
+            unnumbered.sequence = 0;
+            let mut bytes = unnumbered.encode_to_vec();
+            prost::encoding::uint64::encode(2, &event.sequence, &mut bytes);
+            EncodedEvent::decode(Bytes::from(bytes))
+        })
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        sent.iter()
+            .zip(&events)
+            .all(|(s, e)| s.event == *e && s.payload != e.encode_to_vec()),
+        "the test's encoding should differ from prost's"
+    );
+    let got = acks(&store.append(sent.clone()).await?);
+    ensure!(got == pairs(&[(id, 2)]), "acks {got:?}");
+    let stored = stored(store, id).await?;
+    check_chain(&stored, &[1, 2])?;
+    for (stored, sent) in stored.iter().zip(&sent) {
+        ensure!(
+            stored.payload == sent.payload,
+            "event {} was re-encoded",
+            sent.event.sequence
+        );
+        ensure!(
+            stored.event == sent.event,
+            "event {} changed",
+            sent.event.sequence
+        );
+    }
+    let report = store.verify(Some(id)).await?;
+    ensure!(report.intact() && report.events_checked == 2, "{report:?}");
     Ok(())
 }
 
@@ -532,7 +593,7 @@ async fn summaries_and_filters(store: &dyn AuditStore) -> Result<()> {
     // Without a start event, a session starts with its first event.
     let f6 = vec![statement("f6", 1, T1 + 70, "select 1", Allow)];
     let batch: Vec<pb::AuditEvent> = [f1, f2, f3, f4, f5b, f5a, f6].concat();
-    store.append(batch).await?;
+    store.append(encoded(batch)).await?;
 
     let since = |secs: i64| SystemTime::UNIX_EPOCH + Duration::from_secs((T1 + secs) as u64);
     let list = |filter: SessionFilter| async move {
@@ -678,7 +739,7 @@ async fn concurrent_appends(a: &dyn AuditStore, b: &dyn AuditStore, id: &str) ->
         calls.push(async move {
             let mut acked = 0u64;
             for chunk in events.chunks(sender + 3) {
-                let acks = store.append(chunk.to_vec()).await?;
+                let acks = store.append(encoded(chunk.iter().cloned())).await?;
                 let ack = acks.first().map_or(0, |a| a.sequence);
                 ensure!(ack >= acked, "ack went back from {acked} to {ack}");
                 acked = ack;
@@ -716,7 +777,7 @@ async fn subscribe_wakes(writer: &dyn AuditStore, watcher: &dyn AuditStore) -> R
     }
     let id = format!("conf-wake-{}", WAKES.fetch_add(1, Ordering::Relaxed));
     let event = started(&id, 1, T0 + 70, "alice", "conf-db", None);
-    writer.append(vec![event]).await?;
+    writer.append(encoded([event])).await?;
     tokio::time::timeout(WAKE_TIMEOUT, rx.changed())
         .await
         .context("no wake-up after an append")?

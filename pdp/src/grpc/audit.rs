@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures::Stream;
 use palisade_proto::v1 as pb;
 use pb::audit_service_server::AuditService;
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::peer::agent_name;
-use crate::audit::{AuditStore, SessionFilter, StoredEvent};
+use crate::audit::{AuditStore, EncodedEvent, SessionFilter, StoredEvent};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -57,15 +58,15 @@ impl AuditService for AuditApi {
                         return;
                     }
                 };
-                // Events are attributed to the agent that sent them,
-                // whatever they claim.
-                let mut events = batch.events;
-                for event in &mut events {
-                    event.agent_id.clone_from(&agent);
-                }
-                let reply = match store.append(events).await {
-                    Ok(acks) => Ok(pb::StreamEventsResponse { acks }),
-                    Err(e) => Err(internal(e)),
+                let reply = match decode_batch(batch.events, &agent) {
+                    Err(status) => {
+                        warn!(%agent, %status, "audit batch refused");
+                        Err(status)
+                    }
+                    Ok(events) => match store.append(events).await {
+                        Ok(acks) => Ok(pb::StreamEventsResponse { acks }),
+                        Err(e) => Err(internal(e)),
+                    },
                 };
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
@@ -75,6 +76,25 @@ impl AuditService for AuditApi {
         });
         Ok(Response::new(output))
     }
+}
+
+/// Decodes a batch's events, each attributed to the agent that sent it
+/// whatever it claims. One malformed event refuses the whole batch (nothing
+/// of it is stored), as a request that does not decode would be.
+fn decode_batch(events: Vec<Bytes>, agent: &str) -> Result<Vec<EncodedEvent>, Status> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            EncodedEvent::decode(payload)
+                .map(|event| event.attributed_to(agent))
+                .map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "audit event {i} of the batch does not decode: {e}"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A stream fed by a task, so the handler can keep state across messages.
@@ -105,6 +125,7 @@ fn stored_to_pb(e: StoredEvent) -> pb::GetSessionEventsResponse {
             hex::encode(e.previous_hash)
         },
         hash: hex::encode(e.hash),
+        payload: e.payload,
     }
 }
 

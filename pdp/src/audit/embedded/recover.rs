@@ -172,8 +172,8 @@ fn scan_segment(dir: &Path, id: u32, is_last: bool, index: &mut Index) -> Result
 /// The event and hash of a record whose frame is intact.
 fn decode(record: &[u8]) -> Result<(pb::AuditEvent, [u8; 32]), String> {
     let record = Record::decode(record).map_err(|e| format!("record does not decode: {e}"))?;
-    let event = pb::AuditEvent::decode(record.event.as_slice())
-        .map_err(|e| format!("event does not decode: {e}"))?;
+    let event =
+        pb::AuditEvent::decode(record.event).map_err(|e| format!("event does not decode: {e}"))?;
     let hash = hash_from_slice(&record.hash).ok_or_else(|| "malformed hash".to_owned())?;
     if hash_from_slice(&record.previous_hash).is_none() {
         return Err("malformed previous hash".to_owned());

@@ -32,13 +32,13 @@ pub(super) const MAX_RECORD_LEN: u32 = 64 << 20;
 
 /// One stored event with its chain link.
 ///
-/// The event is kept as the exact canonical bytes that were hashed (not as a
-/// nested message), so verifying never depends on re-encoding.
+/// The event is kept as the exact bytes that were hashed (not as a nested
+/// message), so verifying never depends on re-encoding.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct Record {
-    /// `canonical_bytes(event)`.
-    #[prost(bytes = "vec", tag = "1")]
-    pub event: Vec<u8>,
+    /// The event's payload ([`crate::audit::EncodedEvent::payload`]).
+    #[prost(bytes = "bytes", tag = "1")]
+    pub event: bytes::Bytes,
     /// 32 bytes.
     #[prost(bytes = "vec", tag = "2")]
     pub previous_hash: Vec<u8>,
@@ -249,7 +249,7 @@ mod tests {
 
     fn record(n: u8) -> Record {
         Record {
-            event: vec![n; 10 + n as usize],
+            event: vec![n; 10 + n as usize].into(),
             previous_hash: vec![0; 32],
             hash: vec![n; 32],
         }

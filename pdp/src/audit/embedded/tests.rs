@@ -9,7 +9,7 @@ use prost::Message as _;
 
 use super::segment::{FrameReader, HEADER_LEN, MAGIC, Record, encode_frame, segment_name};
 use super::{EmbeddedOptions, EmbeddedStore};
-use crate::audit::testkit::{self, check_chain, session, statement};
+use crate::audit::testkit::{self, check_chain, encoded, session, statement};
 use crate::audit::{AuditError, AuditStore, Broken, SessionFilter};
 
 fn open(dir: &Path) -> EmbeddedStore {
@@ -41,7 +41,7 @@ async fn fill(store: &EmbeddedStore) {
         let mut batch = vec![event.clone()];
         batch.extend(t.get(i).cloned());
         batch.extend(u.get(i).cloned());
-        store.append(batch).await.unwrap();
+        store.append(encoded(batch)).await.unwrap();
     }
 }
 
@@ -125,7 +125,7 @@ async fn reopened_store_keeps_everything_and_continues() {
     );
     assert_eq!(store.session_events("s", 0).await.unwrap(), events);
     let next = statement("t", 3, 1010, "select 3", pb::Effect::Allow);
-    let acks = store.append(vec![next]).await.unwrap();
+    let acks = store.append(encoded([next])).await.unwrap();
     assert_eq!(testkit::acks(&acks), [("t".to_owned(), 3)]);
     check_chain(&store.session_events("t", 0).await.unwrap(), &[1, 2, 3]).unwrap();
     let report = store.verify(None).await.unwrap();
@@ -146,10 +146,10 @@ async fn a_batch_never_splits_across_segments() {
         &[pb::Effect::Allow; 20],
         None,
     );
-    store.append(events).await.unwrap();
+    store.append(encoded(events)).await.unwrap();
     assert!(!seg(dir.path(), 2).exists());
     store
-        .append(vec![statement("big", 22, 2, "x", pb::Effect::Allow)])
+        .append(encoded([statement("big", 22, 2, "x", pb::Effect::Allow)]))
         .await
         .unwrap();
     assert!(seg(dir.path(), 2).exists());
@@ -172,7 +172,9 @@ async fn torn_tails_are_cut_away() {
 
     let mut frame = Vec::new();
     let record = Record {
-        event: crate::audit::canonical_bytes(&statement("s", 6, 1, "x", pb::Effect::Allow)),
+        event: statement("s", 6, 1, "x", pb::Effect::Allow)
+            .encode_to_vec()
+            .into(),
         previous_hash: vec![0; 32],
         hash: vec![0; 32],
     };
@@ -193,7 +195,7 @@ async fn torn_tails_are_cut_away() {
         let report = store.verify(None).await.unwrap();
         assert!(report.intact(), "{what}: {report:?}");
         let acks = store
-            .append(vec![statement("t", 3, 1, "x", pb::Effect::Allow)])
+            .append(encoded([statement("t", 3, 1, "x", pb::Effect::Allow)]))
             .await
             .unwrap();
         assert_eq!(acks[0].sequence, 3, "{what}");
@@ -212,7 +214,7 @@ async fn unfinished_new_segment_is_restarted() {
     let store = open(dir.path());
     assert_eq!(std::fs::read(seg(dir.path(), 2)).unwrap(), MAGIC);
     store
-        .append(vec![statement("u", 2, 1, "x", pb::Effect::Allow)])
+        .append(encoded([statement("u", 2, 1, "x", pb::Effect::Allow)]))
         .await
         .unwrap();
     assert_eq!(location(&store, "u", 2).0, 2);
@@ -319,9 +321,9 @@ fn edit_record(
         .find(|(o, _)| *o == offset)
         .unwrap();
     let mut record = Record::decode(&bytes[offset + 8..offset + len]).unwrap();
-    let mut event = pb::AuditEvent::decode(record.event.as_slice()).unwrap();
+    let mut event = pb::AuditEvent::decode(record.event.clone()).unwrap();
     edit(&mut event);
-    record.event = crate::audit::canonical_bytes(&event);
+    record.event = event.encode_to_vec().into();
     let mut frame = Vec::new();
     encode_frame(&record, &mut frame).unwrap();
     let edited = [&bytes[..offset], &frame, &bytes[offset + len..]].concat();
@@ -369,9 +371,9 @@ async fn edited_event_with_recomputed_hashes_breaks_the_next_link() {
         .find(|(o, _)| *o == offset)
         .unwrap();
     let mut record = Record::decode(&bytes[offset + 8..offset + len]).unwrap();
-    let mut event = pb::AuditEvent::decode(record.event.as_slice()).unwrap();
+    let mut event = pb::AuditEvent::decode(record.event.clone()).unwrap();
     set_text(&mut event, "select * from secrets");
-    record.event = crate::audit::canonical_bytes(&event);
+    record.event = event.encode_to_vec().into();
     let previous: [u8; 32] = record.previous_hash.as_slice().try_into().unwrap();
     record.hash = crate::audit::chain_hash(&previous, &record.event).to_vec();
     let mut frame = Vec::new();
@@ -460,9 +462,10 @@ async fn abandoned_appends_leave_a_consistent_chain() {
     let events = session("c", 1, "alice", "db", None, &[pb::Effect::Allow; 30], None);
     for chunk in events.chunks(4) {
         // Give up on every append right away; the write still completes.
-        let _ = tokio::time::timeout(Duration::ZERO, store.append(chunk.to_vec())).await;
+        let _ = tokio::time::timeout(Duration::ZERO, store.append(encoded(chunk.iter().cloned())))
+            .await;
     }
-    let acks = store.append(events.clone()).await.unwrap();
+    let acks = store.append(encoded(events.clone())).await.unwrap();
     assert_eq!(acks[0].sequence, 31);
     check_chain(
         &store.session_events("c", 0).await.unwrap(),
@@ -477,11 +480,11 @@ async fn repeats_are_compared_with_the_stored_copy() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let events = session("r", 1, "alice", "db", None, &[pb::Effect::Allow], None);
-    store.append(events.clone()).await.unwrap();
+    store.append(encoded(events.clone())).await.unwrap();
     let mut forged = events[1].clone();
     set_text(&mut forged, "select 'other'");
     // Logged, not stored, not an error.
-    let acks = store.append(vec![forged]).await.unwrap();
+    let acks = store.append(encoded([forged])).await.unwrap();
     assert_eq!(acks[0].sequence, 2);
     let stored = store.session_events("r", 1).await.unwrap();
     assert_eq!(stored[0].event, events[1]);
