@@ -25,9 +25,7 @@ pub struct AgentConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The audit trail.
     pub audit: AuditSettings,
-    /// This agent's name in audit events and logs. Default: the common name
-    /// of its PDP client certificate (the name the PDP records), else the
-    /// host name.
+    /// This agent's name in audit events and logs. Default: the host name.
     #[serde(default)]
     pub agent_id: Option<String>,
     /// Inline masking of result columns.

@@ -99,11 +99,7 @@ impl AgentContext {
             }
         }
         let pdp = PdpClient::new(&config.pdp)?;
-        let agent_id = config
-            .agent_id
-            .clone()
-            .or_else(|| certificate_name(&config.pdp.cert))
-            .unwrap_or_else(host_name);
+        let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
         let audit = if config.audit.disabled {
             tracing::error!(
                 "audit is DISABLED on this agent: sessions leave no record (benchmarking only)"
@@ -154,17 +150,6 @@ impl AgentContext {
             audit,
         })
     }
-}
-
-/// The common name of the agent's PDP client certificate: the name the PDP
-/// records its audit events under whatever they claim, so events that claim
-/// it are stored exactly as spooled.
-fn certificate_name(cert: &std::path::Path) -> Option<String> {
-    let pem = std::fs::read(cert).ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    Some(name.to_owned())
 }
 
 fn host_name() -> String {
@@ -318,29 +303,5 @@ async fn handle(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, ctx: Age
             ctx.cancel.cancel(process_id, &secret).await
         }
         Ok(Ok(Knock::Session(hello))) => session::run(hello, peer, ctx).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_agent_id_is_the_pdp_certificates_common_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "agent-7");
-        let cert = params.self_signed(&key).unwrap();
-        let path = dir.path().join("agent.pem");
-        std::fs::write(&path, cert.pem()).unwrap();
-        assert_eq!(certificate_name(&path).as_deref(), Some("agent-7"));
-
-        // Unreadable or not a certificate: no name (the host name is used).
-        assert_eq!(certificate_name(&dir.path().join("missing.pem")), None);
-        std::fs::write(&path, "not a certificate").unwrap();
-        assert_eq!(certificate_name(&path), None);
     }
 }
