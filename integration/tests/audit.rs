@@ -447,7 +447,7 @@ async fn the_pdp_stores_events_as_sent_attributed_to_the_sending_agent() {
     assert!(
         refused
             .message()
-            .contains("audit event 1 of the batch does not decode"),
+            .contains("audit event 2 of 2 in the batch does not decode"),
         "{refused:?}"
     );
     assert!(pdp.audit.session_events("raw", 0).await.unwrap().is_empty());

@@ -59,7 +59,7 @@ const SEQUENCE_TAG: u32 = 2;
 /// The body is the event's protobuf encoding with sequence 0, which
 /// protobuf leaves out; [`Self::frame`] appends the sequence field.
 /// Protobuf readers take fields in any order, so the payload is a valid
-/// `AuditEvent` (the PDP re-encodes every event canonically to hash it).
+/// `AuditEvent`; the PDP stores and hashes these very bytes.
 /// Sessions encode their own events: the message tree is built, encoded
 /// and freed on the session's thread, and the feed gets one buffer.
 #[derive(Debug)]

@@ -19,7 +19,10 @@ pub struct EncodedEvent {
 
 impl EncodedEvent {
     /// Decodes `payload`, keeping it as it is: a malformed event is an
-    /// error, and nothing about a valid one is re-encoded.
+    /// error, and nothing about a valid one is re-encoded. Fields this
+    /// schema does not know (an agent newer than the PDP) stay in the bytes
+    /// and the chain, unread; a field the PDP sets, as it sets `agent_id`,
+    /// must be appended the same way so that it is the value decoded.
     pub fn decode(payload: Bytes) -> Result<Self, prost::DecodeError> {
         let event = pb::AuditEvent::decode(payload.clone())?;
         Ok(Self { event, payload })
@@ -71,6 +74,32 @@ mod tests {
         let decoded = EncodedEvent::decode(Bytes::from(bytes.clone())).unwrap();
         assert_eq!(decoded.event, event);
         assert_eq!(decoded.payload, bytes);
+    }
+
+    /// `StreamEventsRequest.events` is `repeated bytes` so the PDP gets each
+    /// event's bytes; agents and PDPs of either schema must agree on the wire.
+    #[test]
+    fn encoded_events_are_a_request_of_events_on_the_wire() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Typed {
+            #[prost(message, repeated, tag = "1")]
+            events: Vec<pb::AuditEvent>,
+        }
+        let events: Vec<pb::AuditEvent> = (1..=3)
+            .map(|n| testkit::statement("s", n, 100, "select 1", pb::Effect::Allow))
+            .collect();
+        let raw = pb::StreamEventsRequest {
+            events: events
+                .iter()
+                .map(|e| Bytes::from(e.encode_to_vec()))
+                .collect(),
+        };
+        let typed = Typed {
+            events: events.clone(),
+        };
+        assert_eq!(raw.encode_to_vec(), typed.encode_to_vec());
+        let decoded = Typed::decode(raw.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded.events, events);
     }
 
     #[test]

@@ -25,9 +25,16 @@
 //! The payload is the event's protobuf encoding as the agent wrote it into
 //! its spool (plus the sending agent's name, see
 //! [`EncodedEvent::attributed_to`]), stored unchanged. Anyone holding the
-//! stored payloads (`GetSessionEventsResponse.payload`, a `replay` client)
-//! can recompute the chain with [`chain_hash`]; nothing depends on how an
-//! encoder orders fields or map entries.
+//! stored payloads (`GetSessionEventsResponse.payload`) can recompute the
+//! chain with [`chain_hash`]; nothing depends on how an encoder orders
+//! fields or map entries.
+//!
+//! Stores written before the chain covered the bytes as sent hold canonical
+//! re-encodings, hashed the same way, so they verify unchanged. The reverse
+//! does not hold: a PDP of that time required canonical bytes, and reports
+//! newer events (the agent writes the sequence last) as broken. Replicas
+//! sharing a PostgreSQL store must therefore all be upgraded before any of
+//! them runs `verify`, and a store is not taken back to an older PDP.
 //!
 //! Protobuf types appear in this API although convention 6 keeps them at the
 //! gRPC edge: the stored form *is* the protobuf event (the chain is defined

@@ -377,8 +377,7 @@ async fn append_and_read(store: &dyn AuditStore) -> Result<()> {
 }
 
 /// The chain covers the bytes as they came, in whatever field order the
-/// sender wrote them: the agent appends each event's sequence last, and a
-/// map's entries come in any order.
+/// sender wrote them (the agent appends each event's sequence last).
 async fn payloads_are_kept_as_sent(store: &dyn AuditStore) -> Result<()> {
     let id = "conf-bytes";
     let events = session(

@@ -82,15 +82,16 @@ impl AuditService for AuditApi {
 /// whatever it claims. One malformed event refuses the whole batch (nothing
 /// of it is stored), as a request that does not decode would be.
 fn decode_batch(events: Vec<Bytes>, agent: &str) -> Result<Vec<EncodedEvent>, Status> {
+    let count = events.len();
     events
         .into_iter()
-        .enumerate()
-        .map(|(i, payload)| {
+        .zip(1..)
+        .map(|(payload, n)| {
             EncodedEvent::decode(payload)
                 .map(|event| event.attributed_to(agent))
                 .map_err(|e| {
                     Status::invalid_argument(format!(
-                        "audit event {i} of the batch does not decode: {e}"
+                        "audit event {n} of {count} in the batch does not decode: {e}"
                     ))
                 })
         })
