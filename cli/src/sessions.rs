@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use palisade_pdp::audit::{EncodedEvent, GENESIS_HASH, chain_hash};
 use palisade_proto::v1 as pb;
 use pb::session_service_client::SessionServiceClient;
 
@@ -229,7 +230,66 @@ pub fn describe(e: &pb::AuditEvent) -> String {
     line
 }
 
-/// `replay SESSION`.
+/// Checks replayed events against their hash chain from the bytes the PDP
+/// sends with each, so a replay does not have to trust the store: each
+/// payload must hash to the event's hash on top of the one before, and
+/// decode to the event shown.
+#[derive(Debug)]
+struct LinkCheck {
+    previous: [u8; 32],
+    /// An event came without its bytes (a PDP older than `payload`).
+    unchecked: bool,
+    /// The first broken link: its sequence and what is wrong.
+    broken: Option<(u64, &'static str)>,
+}
+
+impl Default for LinkCheck {
+    fn default() -> Self {
+        Self {
+            previous: GENESIS_HASH,
+            unchecked: false,
+            broken: None,
+        }
+    }
+}
+
+impl LinkCheck {
+    /// Checks the next event; returns what is wrong with its link, if this
+    /// is the first broken one.
+    fn next(&mut self, item: &pb::GetSessionEventsResponse) -> Option<&'static str> {
+        if self.broken.is_some() {
+            return None;
+        }
+        if item.payload.is_empty() {
+            self.unchecked = true;
+            return None;
+        }
+        let expected_previous = if self.previous == GENESIS_HASH {
+            String::new()
+        } else {
+            hex::encode(self.previous)
+        };
+        let hash = chain_hash(&self.previous, &item.payload);
+        let shown = EncodedEvent::decode(item.payload.clone()).ok();
+        let problem = if item.previous_hash != expected_previous {
+            Some("it does not link to the event before")
+        } else if item.hash != hex::encode(hash) {
+            Some("hash mismatch")
+        } else if shown.map(|e| e.event) != item.event {
+            Some("the event shown is not the one hashed")
+        } else {
+            None
+        };
+        self.previous = hash;
+        if let Some(problem) = problem {
+            let sequence = item.event.as_ref().map_or(0, |e| e.sequence);
+            self.broken = Some((sequence, problem));
+        }
+        problem
+    }
+}
+
+/// `replay SESSION`: fails when an event does not match its hash chain.
 pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut client = SessionServiceClient::new(args.pdp.channel().await?);
     let mut stream = client
@@ -242,7 +302,9 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         .into_inner();
     let mut first: Option<f64> = None;
     let mut previous = 0.0;
+    let mut links = LinkCheck::default();
     while let Some(item) = stream.message().await? {
+        let broken = links.next(&item);
         let Some(event) = item.event else { continue };
         let at = seconds(event.time.as_ref());
         let start = *first.get_or_insert(at);
@@ -256,8 +318,22 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             event.sequence,
             describe(&event)
         );
+        if let Some(problem) = broken {
+            println!("BROKEN: event #{}: {problem}", event.sequence);
+        }
     }
-    Ok(())
+    if links.unchecked {
+        eprintln!(
+            "note: the policy service sent events without their bytes; hash links not checked"
+        );
+    }
+    match links.broken {
+        Some((sequence, problem)) => anyhow::bail!(
+            "session {} does not match its hash chain at event #{sequence}: {problem}",
+            args.session
+        ),
+        None => Ok(()),
+    }
 }
 
 /// `audit verify [SESSION]`: exits non-zero when a chain is broken.
@@ -281,4 +357,91 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<bool> {
         );
     }
     Ok(r.intact)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use palisade_pdp::audit::testkit;
+    use prost::Message as _;
+
+    use super::*;
+
+    /// The replies of a session as the PDP sends them.
+    fn chain(events: &[pb::AuditEvent]) -> Vec<pb::GetSessionEventsResponse> {
+        let mut previous = GENESIS_HASH;
+        events
+            .iter()
+            .map(|event| {
+                let payload = Bytes::from(event.encode_to_vec());
+                let hash = chain_hash(&previous, &payload);
+                let reply = pb::GetSessionEventsResponse {
+                    event: Some(event.clone()),
+                    previous_hash: if previous == GENESIS_HASH {
+                        String::new()
+                    } else {
+                        hex::encode(previous)
+                    },
+                    hash: hex::encode(hash),
+                    payload,
+                };
+                previous = hash;
+                reply
+            })
+            .collect()
+    }
+
+    fn first_broken(replies: &[pb::GetSessionEventsResponse]) -> Option<(u64, &'static str)> {
+        let mut links = LinkCheck::default();
+        for reply in replies {
+            links.next(reply);
+        }
+        links.broken
+    }
+
+    #[test]
+    fn a_replay_checks_every_link_from_the_bytes() {
+        let events: Vec<pb::AuditEvent> = (1..=3)
+            .map(|n| testkit::statement("s", n, 100, "select 1", pb::Effect::Deny))
+            .collect();
+        let intact = chain(&events);
+        assert_eq!(first_broken(&intact), None);
+
+        // The store shows another event than the one it hashed.
+        let mut shown = intact.clone();
+        if let Some(pb::audit_event::Event::Statement(s)) =
+            shown[1].event.as_mut().and_then(|e| e.event.as_mut())
+        {
+            s.effect = pb::Effect::Allow as i32;
+        }
+        assert_eq!(
+            first_broken(&shown),
+            Some((2, "the event shown is not the one hashed"))
+        );
+
+        // Edited bytes, the stored hash kept.
+        let mut edited = intact.clone();
+        let mut bytes = edited[1].payload.to_vec();
+        bytes[3] ^= 1;
+        edited[1].payload = Bytes::from(bytes);
+        assert_eq!(first_broken(&edited), Some((2, "hash mismatch")));
+
+        // An event left out.
+        let gap = [intact[0].clone(), intact[2].clone()];
+        assert_eq!(
+            first_broken(&gap),
+            Some((3, "it does not link to the event before"))
+        );
+
+        // Without bytes (an older PDP), nothing can be checked or claimed.
+        let mut bare = intact;
+        for reply in &mut bare {
+            reply.payload = Bytes::new();
+        }
+        let mut links = LinkCheck::default();
+        for reply in &bare {
+            assert_eq!(links.next(reply), None);
+        }
+        assert!(links.unchecked && links.broken.is_none());
+    }
 }

@@ -243,7 +243,9 @@ async fn record_replay_verify(stack: Stack, tamper: Tamper) {
             let db = stack.pg.connect("audit").await.unwrap();
             let n = db
                 .execute(
-                    "UPDATE palisade_audit_events SET payload = set_byte(payload, 20, get_byte(payload, 20) # 1) WHERE session_id = $1 AND sequence = $2",
+                    // The refused DELETE rewritten in place: the row still
+                    // reads as the same event.
+                    "UPDATE palisade_audit_events SET payload = overlay(payload placing 'X'::bytea from position('DELETE'::bytea in payload) for 1) WHERE session_id = $1 AND sequence = $2",
                     &[&ci_session.session_id, &i64::try_from(denied).unwrap()],
                 )
                 .await
@@ -258,6 +260,18 @@ async fn record_replay_verify(stack: Stack, tamper: Tamper) {
         "{out}"
     );
     assert!(out.contains(&format!("event #{denied}")), "{out}");
+    // A replay of the session does not pass the edited event off as
+    // recorded: the store cannot read it back (a segment's checksum, a row
+    // holding another event), or the replay finds that its bytes do not
+    // match the chain (`sessions::tests` in the CLI).
+    let (ok, out) = cli(&stack.fixture, &url, &["replay", &ci_session.session_id]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("event #{denied}"))
+            || out.contains(&format!("sequence {denied}"))
+            || out.contains("corrupt"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
