@@ -63,6 +63,13 @@ enum StreamError {
     Spool(io::Error),
 }
 
+impl StreamError {
+    /// The PDP refused what was sent, rather than being unreachable.
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::Rpc(status) if status.code() == tonic::Code::InvalidArgument)
+    }
+}
+
 /// Streams until `stop` is dropped.
 pub(super) async fn run(shared: Arc<Shared>, channel: Channel, mut stop: watch::Receiver<()>) {
     let mut backoff = Backoff::default();
@@ -118,7 +125,13 @@ impl Backoff {
         self.failures += 1;
         if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             self.warned = Some(Instant::now());
-            warn!(%error, failures = self.failures, "audit stream to the policy service failed; events wait in the spool");
+            if error.is_refusal() {
+                // Not an outage: retrying cannot help until someone looks
+                // (an event this agent wrote does not decode at the PDP).
+                error!(%error, failures = self.failures, "the policy service refuses spooled audit events as malformed; they stay in the spool and are sent again");
+            } else {
+                warn!(%error, failures = self.failures, "audit stream to the policy service failed; events wait in the spool");
+            }
         } else {
             debug!(%error, failures = self.failures, "audit stream retry failed");
         }
@@ -369,4 +382,25 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
         }
     }
     Ok(gathered.batch(cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_batch_is_told_from_an_outage() {
+        let refused = StreamError::Rpc(tonic::Status::invalid_argument(
+            "audit event 2 of 2 in the batch does not decode",
+        ));
+        assert!(refused.is_refusal());
+        for outage in [
+            StreamError::Rpc(tonic::Status::unavailable("connection refused")),
+            StreamError::OpenTimeout,
+            StreamError::AckTimeout,
+            StreamError::Ended,
+        ] {
+            assert!(!outage.is_refusal(), "{outage}");
+        }
+    }
 }
