@@ -18,7 +18,7 @@ use integration::database::postgres_audit;
 use integration::ports::free_port;
 use integration::postgres::TestPostgres;
 use integration::stack::{Fixture, PdpProcess, RunningPdp, bin_dir, client_tls};
-use palisade_pdp::audit::{AuditStore, GENESIS_HASH, SessionFilter, chain_hash};
+use palisade_pdp::audit::{AuditStore, GENESIS_HASH, SessionFilter, StoredEvent, chain_hash};
 use palisade_proto::v1 as pb;
 use pb::audit_service_client::AuditServiceClient;
 use pb::session_service_client::SessionServiceClient;
@@ -503,29 +503,20 @@ async fn the_pdp_stores_events_as_sent_attributed_to_the_sending_agent() {
     while let Some(reply) = replay.message().await.unwrap() {
         // Each link checks out from the payload alone, which decodes to the
         // event shown.
-        assert_eq!(reply.hash, hex(&chain_hash(&previous, &reply.payload)));
-        assert_eq!(
-            pb::AuditEvent::decode(reply.payload.clone()).ok(),
-            reply.event
-        );
-        previous = chain_hash(&previous, &reply.payload);
-        stored.push(reply);
+        let event = StoredEvent::try_from(reply).unwrap();
+        assert_eq!(event.previous_hash, previous);
+        assert_eq!(event.link_fault(), None);
+        previous = chain_hash(&previous, &event.payload);
+        stored.push(event);
     }
     assert_eq!(stored.len(), 2);
     // The agent's own bytes are kept as they are; the impostor's claim is
     // overridden by the name on the certificate, appended to its bytes.
     assert_eq!(stored[1].payload, second);
     assert!(stored[0].payload.starts_with(&first) && stored[0].payload != first);
-    for reply in &stored {
-        assert_eq!(
-            reply.event.as_ref().map(|e| e.agent_id.as_str()),
-            Some(agent.as_str())
-        );
+    for event in &stored {
+        assert_eq!(event.event.agent_id, agent);
     }
     assert!(pdp.audit.verify(Some("raw")).await.unwrap().intact());
     pdp.stop().await;
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -83,8 +83,56 @@ impl StoredEvent {
     /// [`previous_hash`](Self::previous_hash), so a reader (`replay`) can
     /// check each link without trusting the store.
     pub fn link_is_valid(&self) -> bool {
-        chain_hash(&self.previous_hash, &self.payload) == self.hash
-            && pb::AuditEvent::decode(self.payload.clone()).is_ok_and(|e| e == self.event)
+        self.link_fault().is_none()
+    }
+
+    /// What is wrong with this link, if anything: the payload does not hash
+    /// to [`hash`](Self::hash) on top of [`previous_hash`](Self::previous_hash),
+    /// or does not decode to [`event`](Self::event).
+    pub fn link_fault(&self) -> Option<&'static str> {
+        if chain_hash(&self.previous_hash, &self.payload) != self.hash {
+            Some("hash mismatch")
+        } else if pb::AuditEvent::decode(self.payload.clone()).ok().as_ref() != Some(&self.event) {
+            Some("the event shown is not the one hashed")
+        } else {
+            None
+        }
+    }
+}
+
+impl From<StoredEvent> for pb::GetSessionEventsResponse {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            event: Some(e.event),
+            // The proto leaves the first event's previous hash empty.
+            previous_hash: if e.previous_hash == GENESIS_HASH {
+                String::new()
+            } else {
+                hex::encode(e.previous_hash)
+            },
+            hash: hex::encode(e.hash),
+            payload: e.payload,
+        }
+    }
+}
+
+impl TryFrom<pb::GetSessionEventsResponse> for StoredEvent {
+    type Error = &'static str;
+
+    /// Reads a reply of `GetSessionEvents` back (a `replay` client).
+    fn try_from(reply: pb::GetSessionEventsResponse) -> Result<Self, Self::Error> {
+        let hash = |hex: &str| -> Option<[u8; 32]> { hex::decode(hex).ok()?.try_into().ok() };
+        let previous_hash = if reply.previous_hash.is_empty() {
+            GENESIS_HASH
+        } else {
+            hash(&reply.previous_hash).ok_or("malformed previous hash")?
+        };
+        Ok(Self {
+            event: reply.event.ok_or("no event")?,
+            previous_hash,
+            hash: hash(&reply.hash).ok_or("malformed hash")?,
+            payload: reply.payload,
+        })
     }
 }
 

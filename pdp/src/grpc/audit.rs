@@ -116,20 +116,6 @@ fn system_time(t: Option<prost_types::Timestamp>) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, u32::try_from(t.nanos).unwrap_or(0)))
 }
 
-fn stored_to_pb(e: StoredEvent) -> pb::GetSessionEventsResponse {
-    pb::GetSessionEventsResponse {
-        event: Some(e.event),
-        // The proto leaves the first event's previous hash empty.
-        previous_hash: if e.previous_hash == crate::audit::GENESIS_HASH {
-            String::new()
-        } else {
-            hex::encode(e.previous_hash)
-        },
-        hash: hex::encode(e.hash),
-        payload: e.payload,
-    }
-}
-
 fn is_end(e: &StoredEvent) -> bool {
     matches!(
         e.event.event,
@@ -193,7 +179,7 @@ impl SessionService for AuditApi {
                 for e in batch {
                     last = e.event.sequence;
                     ended |= is_end(&e);
-                    if tx.send(Ok(stored_to_pb(e))).await.is_err() {
+                    if tx.send(Ok(e.into())).await.is_err() {
                         return;
                     }
                 }
