@@ -16,8 +16,8 @@
 //! too large, or the spool is full and configured to serve unaudited) is
 //! skipped, and its number goes to the session's next event.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use palisade_proto::v1 as pb;
@@ -76,6 +76,7 @@ impl Feed {
         FeedSender {
             tx: self.tx.clone(),
             agent_id: Arc::clone(&self.agent_id),
+            session_id: OnceLock::new(),
             senders: Arc::clone(&self.senders),
         }
     }
@@ -101,6 +102,9 @@ impl Feed {
 pub struct FeedSender {
     tx: mpsc::UnboundedSender<Item>,
     agent_id: Arc<str>,
+    /// The session's id, from its first event on: its later events share
+    /// it rather than each carrying a copy through the spool.
+    session_id: OnceLock<Arc<str>>,
     senders: Arc<watch::Sender<usize>>,
 }
 
@@ -108,7 +112,9 @@ impl FeedSender {
     /// Encodes an event here, on the sender's thread, and queues it; its
     /// sequence is given when it is spooled.
     pub fn send(&self, event: pb::AuditEvent) {
-        let event = Unnumbered::new(event, &self.agent_id);
+        let event = Unnumbered::new(event, &self.agent_id, self.session_id.get());
+        self.session_id
+            .get_or_init(|| Arc::clone(&event.session_id));
         // The task runs as long as any sender lives.
         let _ = self.tx.send(Item::Event(event));
     }
@@ -222,7 +228,7 @@ fn answer(flushes: &mut Vec<(usize, oneshot::Sender<()>)>, removed: usize) {
 /// The next sequence of each session that has events in flight.
 #[derive(Default)]
 struct Numbers {
-    next: HashMap<String, u64>,
+    next: foldhash::HashMap<Arc<str>, u64>,
 }
 
 impl Numbers {
@@ -230,7 +236,7 @@ impl Numbers {
     /// only those that are (see [`Self::stored`]) move the counters on, so
     /// a retry numbers the rest the same way again.
     fn assign<'a>(&self, events: impl Iterator<Item = &'a mut Unnumbered>) {
-        let mut batch: HashMap<&'a str, u64> = HashMap::new();
+        let mut batch: foldhash::HashMap<&'a str, u64> = foldhash::HashMap::default();
         for event in events {
             // Split borrows: the key borrows the session id for the whole
             // batch while the sequence is written.
@@ -255,7 +261,7 @@ impl Numbers {
             self.next.remove(&event.session_id);
         } else {
             self.next
-                .insert(event.session_id.clone(), event.sequence + 1);
+                .insert(Arc::clone(&event.session_id), event.sequence + 1);
         }
     }
 

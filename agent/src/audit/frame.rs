@@ -7,6 +7,7 @@
 //! lengths are checked before anything is allocated, and nothing panics.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use palisade_proto::v1 as pb;
 use prost::Message;
@@ -64,8 +65,9 @@ const SEQUENCE_TAG: u32 = 2;
 /// and freed on the session's thread, and the feed gets one buffer.
 #[derive(Debug)]
 pub(super) struct Unnumbered {
-    /// `AuditEvent.session_id`.
-    pub session_id: String,
+    /// `AuditEvent.session_id`, shared by the session's events on their way
+    /// through the feed, the writer and the streamer.
+    pub session_id: Arc<str>,
     /// Whether this is its session's last event.
     pub last: bool,
     /// Given by the feed; 0 until then.
@@ -75,16 +77,22 @@ pub(super) struct Unnumbered {
 
 impl Unnumbered {
     /// Encodes `event`, whose sequence is kept aside (the feed gives the
-    /// real one); an empty `agent_id` becomes `agent_id`.
-    pub fn new(mut event: pb::AuditEvent, agent_id: &str) -> Self {
+    /// real one); an empty `agent_id` becomes `agent_id`. `known` is the
+    /// session's id as the caller shares it, if it has it: the event then
+    /// takes a reference to it instead of a copy of its own.
+    pub fn new(mut event: pb::AuditEvent, agent_id: &str, known: Option<&Arc<str>>) -> Self {
         use pb::audit_event::Event;
         let sequence = std::mem::take(&mut event.sequence);
         if event.agent_id.is_empty() {
             agent_id.clone_into(&mut event.agent_id);
         }
         let body = event.encode_to_vec();
+        let session_id = match known {
+            Some(id) if **id == *event.session_id => Arc::clone(id),
+            _ => Arc::from(std::mem::take(&mut event.session_id)),
+        };
         Self {
-            session_id: std::mem::take(&mut event.session_id),
+            session_id,
             last: matches!(
                 event.event,
                 Some(Event::SessionEnded(_) | Event::SessionRefused(_))
@@ -122,7 +130,7 @@ impl Unnumbered {
 /// Frames `event` under its own sequence (tests write spools by hand).
 #[cfg(test)]
 pub(super) fn encode(event: &pb::AuditEvent) -> Result<Vec<u8>, EncodeError> {
-    Unnumbered::new(event.clone(), "").frame()
+    Unnumbered::new(event.clone(), "", None).frame()
 }
 
 /// A record read back.
@@ -292,8 +300,8 @@ mod tests {
     fn a_number_given_after_encoding_is_the_events_own() {
         let mut unnamed = event(0);
         unnamed.agent_id.clear();
-        let mut unnumbered = Unnumbered::new(unnamed, "agent");
-        assert_eq!(unnumbered.session_id, "s1");
+        let mut unnumbered = Unnumbered::new(unnamed, "agent", None);
+        assert_eq!(&*unnumbered.session_id, "s1");
         assert!(!unnumbered.last);
         assert!(matches!(unnumbered.frame(), Err(EncodeError::Invalid(_))));
         unnumbered.sequence = 300;
@@ -304,6 +312,19 @@ mod tests {
             (records[0].id.session_id.as_str(), records[0].id.sequence),
             ("s1", 300)
         );
+    }
+
+    #[test]
+    fn a_sessions_events_share_its_id() {
+        let known: Arc<str> = Arc::from("s1");
+        let shared = Unnumbered::new(event(0), "agent", Some(&known));
+        assert!(Arc::ptr_eq(&shared.session_id, &known));
+        // An event of another session keeps its own id, whatever the
+        // caller knew.
+        let mut other = event(0);
+        other.session_id = "s2".into();
+        let own = Unnumbered::new(other, "agent", Some(&known));
+        assert_eq!(&*own.session_id, "s2");
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl AuditLog {
     /// the next (different sessions may record concurrently): the spool
     /// keeps commit order, and the PDP acknowledges contiguous sequences only.
     pub async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
-        let event = Unnumbered::new(event, &self.agent_id);
+        let event = Unnumbered::new(event, &self.agent_id, None);
         match self.record_batch([&event]).await {
             (_, Some(error)) => Err(error),
             (_, None) => Ok(()),
@@ -331,7 +331,7 @@ impl AuditLog {
         }
         Ok(Record {
             frame,
-            session: event.session_id.clone(),
+            session: Arc::clone(&event.session_id),
             seq: event.sequence,
         })
     }

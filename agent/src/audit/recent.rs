@@ -11,6 +11,7 @@
 //! durable end of the spool.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -28,7 +29,7 @@ pub(super) struct Entry {
     /// Its framed length (header included).
     pub len: u64,
     /// Its event's session.
-    pub session: String,
+    pub session: Arc<str>,
     /// Its event's sequence.
     pub seq: u64,
     /// The encoded event, as the spool holds it.

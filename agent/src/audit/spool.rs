@@ -6,8 +6,8 @@
 //! the numbers still waiting. A segment is deleted once every session in it
 //! is acknowledged up to that segment's highest sequence.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -67,7 +67,7 @@ pub(super) struct Segment {
     /// Durable bytes: the streamer reads no further.
     pub len: u64,
     /// The highest sequence of each session the segment holds.
-    pub max_seq: HashMap<Arc<str>, u64>,
+    pub max_seq: foldhash::HashMap<Arc<str>, u64>,
 }
 
 impl Segment {
@@ -77,7 +77,7 @@ impl Segment {
             id,
             path,
             len: 0,
-            max_seq: HashMap::new(),
+            max_seq: foldhash::HashMap::default(),
         }
     }
 }
@@ -100,7 +100,10 @@ struct Session {
 pub(super) struct State {
     /// Oldest first. The back one is the writer's active segment.
     segments: VecDeque<Segment>,
-    sessions: HashMap<Arc<str>, Session>,
+    /// Keyed by the agent's own session ids: a fast hash serves (foldhash;
+    /// every event looks its session up here, in the feed and in the
+    /// streamer).
+    sessions: foldhash::HashMap<Arc<str>, Session>,
     /// Events recorded and not yet acknowledged.
     unacked: u64,
 }

@@ -9,7 +9,7 @@
 //! stops answering cannot stall audit silently. Calls that fail are retried
 //! with capped exponential backoff.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -151,7 +151,7 @@ struct Cursor {
 /// A request waiting for acknowledgement.
 struct InFlight {
     /// Highest sequence per session in the request.
-    max_seq: HashMap<String, u64>,
+    max_seq: foldhash::HashMap<Arc<str>, u64>,
     sent: Instant,
 }
 
@@ -245,14 +245,14 @@ async fn apply_acks(shared: &Arc<Shared>, acks: &[pb::EventAck]) {
     }
 }
 
-type Batch = (Vec<bytes::Bytes>, HashMap<String, u64>, Cursor);
+type Batch = (Vec<bytes::Bytes>, foldhash::HashMap<Arc<str>, u64>, Cursor);
 
 /// The events of the next request, gathered from memory or disk.
 #[derive(Default)]
 struct Gathered {
     events: Vec<bytes::Bytes>,
     /// Highest sequence per session.
-    max_seq: HashMap<String, u64>,
+    max_seq: foldhash::HashMap<Arc<str>, u64>,
     /// Framed bytes.
     bytes: u64,
 }
@@ -265,7 +265,7 @@ impl Gathered {
     }
 
     /// Adds an event; true once the request holds [`BATCH_EVENTS`].
-    fn add(&mut self, session: String, seq: u64, payload: bytes::Bytes, len: u64) -> bool {
+    fn add(&mut self, session: Arc<str>, seq: u64, payload: bytes::Bytes, len: u64) -> bool {
         let max = self.max_seq.entry(session).or_default();
         *max = (*max).max(seq);
         self.events.push(payload);
@@ -366,7 +366,7 @@ fn read_batch_blocking(shared: &Shared, mut cursor: Cursor) -> io::Result<Batch>
                     }
                     cursor.offset = offset + framed;
                     let payload = bytes::Bytes::from(payload);
-                    if gathered.add(id.session_id, id.sequence, payload, framed) {
+                    if gathered.add(id.session_id.into(), id.sequence, payload, framed) {
                         return Ok(gathered.batch(cursor));
                     }
                 }

@@ -45,7 +45,7 @@ pub(super) struct Record {
     /// The record bytes.
     pub frame: Vec<u8>,
     /// Its session, for the index.
-    pub session: String,
+    pub session: Arc<str>,
     /// Its sequence, for the index.
     pub seq: u64,
 }
@@ -171,13 +171,21 @@ fn write_records<'a>(
         }
         // What fits in this segment; always at least one record, so an event
         // larger than a segment gets one of its own.
-        buffer.clear();
         let mut chunk = Vec::new();
+        let mut chunk_len = 0;
         while let Some(r) = records.next_if(|r| {
-            buffer.is_empty() || active.len + (buffer.len() + r.frame.len()) as u64 <= segment_bytes
+            chunk.is_empty() || active.len + (chunk_len + r.frame.len()) as u64 <= segment_bytes
         }) {
-            buffer.extend_from_slice(&r.frame);
+            chunk_len += r.frame.len();
             chunk.push(r);
+        }
+        // Sized once: the bytes go on to the streamer as they are (`split`
+        // below), so every group starts from an empty buffer, and growing
+        // one record at a time would copy the group over and over.
+        buffer.clear();
+        buffer.reserve(chunk_len);
+        for r in &chunk {
+            buffer.extend_from_slice(&r.frame);
         }
         if let Err(e) = append(&active.file, active.len, buffer) {
             error!(error = %e, segment = active.id, "audit spool write failed");
@@ -210,7 +218,7 @@ fn write_records<'a>(
                     segment: active.id,
                     offset: base + start as u64,
                     len: r.frame.len() as u64,
-                    session: r.session.clone(),
+                    session: Arc::clone(&r.session),
                     seq: r.seq,
                     payload: written.slice(start + HEADER_LEN..end),
                 });

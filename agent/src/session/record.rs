@@ -189,6 +189,9 @@ impl Recorder {
     /// running for `took`. Takes `p` whole: its column lists move into the
     /// event rather than being copied for every statement.
     fn completed(&self, p: Pending, outcome: Outcome, at: SystemTime, took: Duration) {
+        if self.tx.is_none() {
+            return;
+        }
         let event = pb::audit_event::Event::Statement(pb::StatementExecuted {
             text: self.text_of(&p.statement),
             attributes: Some(palisade_proto::convert::attributes_to_pb(
@@ -227,6 +230,9 @@ impl Recorder {
         protocol: &'static str,
         fallback_text: &str,
     ) {
+        if self.tx.is_none() {
+            return;
+        }
         let effect = if refusal.held {
             pb::Effect::RequireApproval
         } else {
