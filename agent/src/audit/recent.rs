@@ -75,6 +75,11 @@ impl Recent {
             .filter(|e| e.segment == segment && e.offset == offset)
     }
 
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Takes the oldest record.
     pub fn pop(&mut self) -> Option<Entry> {
         let entry = self.entries.pop_front()?;

@@ -258,6 +258,13 @@ struct Gathered {
 }
 
 impl Gathered {
+    fn with_capacity(events: usize) -> Self {
+        Self {
+            events: Vec::with_capacity(events),
+            ..Self::default()
+        }
+    }
+
     /// Whether a record of `len` framed bytes joins this request (the first
     /// always does) rather than starting the next.
     fn fits(&self, len: u64) -> bool {
@@ -299,11 +306,13 @@ async fn read_batch(shared: &Arc<Shared>, cursor: Cursor) -> io::Result<Batch> {
 /// they continue without a gap (up to a segment's end), and, when there
 /// are none, whether nothing durable lies beyond the cursor either.
 fn recent_batch(shared: &Shared, mut cursor: Cursor) -> (Batch, bool) {
-    let mut gathered = Gathered::default();
     // `recent`, then `state`: the writer's order.
     let mut recent = shared.recent();
     let state = shared.state();
     recent.skip_before(cursor.segment, cursor.offset);
+    // Sized once for what memory holds: a request gathers hundreds of
+    // events under load.
+    let mut gathered = Gathered::with_capacity(recent.len().min(BATCH_EVENTS));
     while let Some(next) = recent.at(cursor.segment, cursor.offset) {
         let acked = state.acked(&next.session) >= next.seq;
         if !acked && !gathered.fits(next.len) {
