@@ -88,7 +88,6 @@ pub(super) fn spawn(
         .spawn(move || {
             let interval = shared.config.sync_interval;
             let mut group = Vec::with_capacity(MAX_BATCHES);
-            let mut buffer = BytesMut::new();
             let mut last_sync: Option<Instant> = None;
             while queue.blocking_recv_many(&mut group, MAX_BATCHES) > 0 {
                 if let Some(wait) = wait_before_sync(last_sync, interval, Instant::now()) {
@@ -99,7 +98,7 @@ pub(super) fn spawn(
                         queue.blocking_recv_many(&mut group, room);
                     }
                 }
-                commit_group(&shared, &mut active, &mut group, &mut buffer);
+                commit_group(&shared, &mut active, &mut group);
                 last_sync = Some(Instant::now());
             }
         })?;
@@ -118,14 +117,9 @@ fn wait_before_sync(
 }
 
 /// Writes the records of `group` (left empty) and answers every batch.
-fn commit_group(
-    shared: &Shared,
-    active: &mut Active,
-    group: &mut Vec<Batch>,
-    buffer: &mut BytesMut,
-) {
+fn commit_group(shared: &Shared, active: &mut Active, group: &mut Vec<Batch>) {
     let records = group.iter().flat_map(|batch| &batch.records);
-    let (mut stored, failure) = write_records(shared, active, records, buffer);
+    let (mut stored, failure) = write_records(shared, active, records);
     for batch in group.drain(..) {
         let len = batch.records.len();
         let durable = stored.min(len);
@@ -154,7 +148,6 @@ fn write_records<'a>(
     shared: &Shared,
     active: &mut Active,
     records: impl Iterator<Item = &'a Record>,
-    buffer: &mut BytesMut,
 ) -> (usize, Option<Failure>) {
     let segment_bytes = shared.config.segment_bytes;
     let mut records = records.peekable();
@@ -179,15 +172,14 @@ fn write_records<'a>(
             chunk_len += r.frame.len();
             chunk.push(r);
         }
-        // Sized once: the bytes go on to the streamer as they are (`split`
-        // below), so every group starts from an empty buffer, and growing
-        // one record at a time would copy the group over and over.
-        buffer.clear();
-        buffer.reserve(chunk_len);
+        // Sized once, rather than grown record by record: the bytes go on to
+        // the streamer as they are (no copy), so each chunk gets a buffer of
+        // its own.
+        let mut buffer = BytesMut::with_capacity(chunk_len);
         for r in &chunk {
             buffer.extend_from_slice(&r.frame);
         }
-        if let Err(e) = append(&active.file, active.len, buffer) {
+        if let Err(e) = append(&active.file, active.len, &buffer) {
             error!(error = %e, segment = active.id, "audit spool write failed");
             shared.write_failed.store(true, Ordering::Release);
             if let Err(undo) = undo(&mut active.file, active.len) {
@@ -206,7 +198,7 @@ fn write_records<'a>(
         // and the index change under both locks, `recent` first as the
         // streamer takes them, so it never finds records on disk that are
         // still on their way to memory.
-        let written = buffer.split().freeze();
+        let written = buffer.freeze();
         {
             let mut recent = shared.recent();
             let mut state = shared.state();
