@@ -44,9 +44,10 @@ pub struct AgentContext {
 }
 
 impl AgentContext {
-    /// A session's sender of audit events (none without a spool).
-    pub fn audit_sender(&self) -> Option<crate::audit::FeedSender> {
-        self.feed.as_ref().map(crate::audit::Feed::sender)
+    /// Session `session_id`'s sender of audit events (none without a
+    /// spool).
+    pub fn audit_sender(&self, session_id: &str) -> Option<crate::audit::FeedSender> {
+        self.feed.as_ref().map(|feed| feed.sender(session_id))
     }
 
     /// Waits until every session's events are in the spool (their sessions

@@ -17,7 +17,7 @@
 //! skipped, and its number goes to the session's next event.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_proto::v1 as pb;
@@ -70,13 +70,14 @@ impl Feed {
         }
     }
 
-    /// A session's sender; the feed counts it as live until it is dropped.
-    pub fn sender(&self) -> FeedSender {
+    /// Session `session_id`'s sender; the feed counts it as live until it
+    /// is dropped.
+    pub fn sender(&self, session_id: &str) -> FeedSender {
         self.senders.send_modify(|n| *n += 1);
         FeedSender {
             tx: self.tx.clone(),
             agent_id: Arc::clone(&self.agent_id),
-            session_id: OnceLock::new(),
+            session_id: Arc::from(session_id),
             senders: Arc::clone(&self.senders),
         }
     }
@@ -102,9 +103,9 @@ impl Feed {
 pub struct FeedSender {
     tx: mpsc::UnboundedSender<Item>,
     agent_id: Arc<str>,
-    /// The session's id, from its first event on: its later events share
-    /// it rather than each carrying a copy through the spool.
-    session_id: OnceLock<Arc<str>>,
+    /// The session's id: its events share it rather than each carrying a
+    /// copy through the spool.
+    session_id: Arc<str>,
     senders: Arc<watch::Sender<usize>>,
 }
 
@@ -112,9 +113,7 @@ impl FeedSender {
     /// Encodes an event here, on the sender's thread, and queues it; its
     /// sequence is given when it is spooled.
     pub fn send(&self, event: pb::AuditEvent) {
-        let event = Unnumbered::new(event, &self.agent_id, self.session_id.get());
-        self.session_id
-            .get_or_init(|| Arc::clone(&event.session_id));
+        let event = Unnumbered::new(event, &self.agent_id, Some(&self.session_id));
         // The task runs as long as any sender lives.
         let _ = self.tx.send(Item::Event(event));
     }

@@ -539,7 +539,7 @@ async fn bad_events_and_configs_are_refused() {
 async fn the_feed_numbers_each_sessions_events_without_gaps() {
     let (_dir, pdp, log) = served_log().await;
     let feed = Feed::start(log.clone());
-    let (a, b) = (feed.sender(), feed.sender());
+    let (a, b) = (feed.sender("a"), feed.sender("b"));
     let unnumbered = |session: &str| event(session, 0);
     for i in 0..300 {
         a.send(unnumbered("a"));
@@ -584,7 +584,7 @@ async fn a_batch_the_disk_refuses_midway_is_stored_from_where_it_stopped() {
     let (dir, pdp, log) = served_log().await;
     let blocked = block_next_segments(dir.path());
     let feed = Feed::start(log.clone());
-    let session = feed.sender();
+    let session = feed.sender("s");
     // More than one 4 KiB segment holds: the write past the first fails.
     // More than one feed batch waits meanwhile.
     const EVENTS: u64 = 2500;
@@ -626,7 +626,7 @@ async fn a_batch_the_disk_refuses_midway_is_stored_from_where_it_stopped() {
 async fn on_full_allow_the_feed_drops_what_does_not_fit_instead_of_holding_it() {
     let (_dir, log) = small_spool_serving_when_full().await;
     let feed = Feed::start(log.clone());
-    let session = feed.sender();
+    let session = feed.sender("s");
     for _ in 0..500 {
         session.send(event("s", 0));
     }

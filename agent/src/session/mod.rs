@@ -275,7 +275,7 @@ pub async fn run(mut hello: Hello, peer: SocketAddr, ctx: AgentContext) {
     let recorder = record::Recorder::new(
         grant.session_id.clone(),
         ctx.redact_literals,
-        ctx.audit_sender(),
+        ctx.audit_sender(&grant.session_id),
     );
     recorder.emit(session_started(
         &grant,
@@ -366,7 +366,8 @@ fn session_started(
 /// A refused connection attempt, on record under an id of its own.
 fn record_refusal(ctx: &AgentContext, target: &str, facts: &ClientFacts, reason: &str) {
     let id = uuid_like();
-    let recorder = record::Recorder::new(id, ctx.redact_literals, ctx.audit_sender());
+    let sender = ctx.audit_sender(&id);
+    let recorder = record::Recorder::new(id, ctx.redact_literals, sender);
     recorder.emit(palisade_proto::v1::audit_event::Event::SessionRefused(
         palisade_proto::v1::SessionRefused {
             target: target.to_owned(),
