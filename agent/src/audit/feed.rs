@@ -24,6 +24,7 @@ use palisade_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::frame::Unnumbered;
+use super::statement::{self, EventPrefix, StatementParts};
 use super::{AuditError, AuditLog};
 
 /// Most events recorded in one go (one batch for the writer).
@@ -78,6 +79,7 @@ impl Feed {
             tx: self.tx.clone(),
             agent_id: Arc::clone(&self.agent_id),
             session_id: Arc::from(session_id),
+            prefix: EventPrefix::new(session_id, &self.agent_id),
             senders: Arc::clone(&self.senders),
         }
     }
@@ -106,6 +108,8 @@ pub struct FeedSender {
     /// The session's id: its events share it rather than each carrying a
     /// copy through the spool.
     session_id: Arc<str>,
+    /// The session's ids as its statement events begin.
+    prefix: EventPrefix,
     senders: Arc<watch::Sender<usize>>,
 }
 
@@ -114,6 +118,15 @@ impl FeedSender {
     /// sequence is given when it is spooled.
     pub fn send(&self, event: pb::AuditEvent) {
         let event = Unnumbered::new(event, &self.agent_id, Some(&self.session_id));
+        // The task runs as long as any sender lives.
+        let _ = self.tx.send(Item::Event(event));
+    }
+
+    /// Encodes a statement event of this session at `time` from its parts
+    /// (see [`statement`]) and queues it.
+    pub fn send_statement(&self, time: &prost_types::Timestamp, parts: StatementParts<'_>) {
+        let body = statement::encode(&self.prefix, time, parts);
+        let event = Unnumbered::statement(Arc::clone(&self.session_id), body);
         // The task runs as long as any sender lives.
         let _ = self.tx.send(Item::Event(event));
     }

@@ -102,6 +102,17 @@ impl Unnumbered {
         }
     }
 
+    /// A statement event its session encoded (see [`super::statement`]):
+    /// never its session's last.
+    pub fn statement(session_id: Arc<str>, body: Vec<u8>) -> Self {
+        Self {
+            session_id,
+            last: false,
+            sequence: 0,
+            body,
+        }
+    }
+
     /// The spool record of the event under its sequence: the `(session_id,
     /// sequence)` id is checked, as the spool and the PDP rely on it.
     pub fn frame(&self) -> Result<Vec<u8>, EncodeError> {

@@ -40,6 +40,7 @@ mod recent;
 mod recover;
 mod seqset;
 mod spool;
+mod statement;
 mod streamer;
 mod writer;
 
@@ -58,6 +59,7 @@ pub use error::AuditError;
 pub use feed::{Feed, FeedSender};
 use frame::{EncodeError, Unnumbered};
 use spool::Shared;
+pub use statement::{StatementParts, encode_attributes};
 use writer::{Active, Batch, Record};
 
 /// Batches that may wait for the writer at once; past it `record` waits for

@@ -13,8 +13,9 @@ use super::HashMap;
 /// Most decisions a session keeps.
 const ENTRIES: usize = 1024;
 
+#[derive(Clone)]
 struct Entry {
-    decision: Decision,
+    decision: Arc<Decision>,
     expires: Instant,
     version: u64,
 }
@@ -24,21 +25,38 @@ struct Entry {
 #[derive(Default)]
 pub struct DecisionCache {
     entries: HashMap<Arc<Attributes>, Entry>,
+    /// The last entry found, found again by pointer: every execution of a
+    /// statement shape (or of a prepared statement) passes the same shared
+    /// attributes, and comparing pointers saves hashing and comparing the
+    /// attributes (their normalized text with them) each time. Cleared
+    /// whenever the entries change.
+    last: Option<(Arc<Attributes>, Entry)>,
 }
 
 impl DecisionCache {
     /// A decision still valid for `version`.
-    pub fn get(&self, attributes: &Attributes, version: u64) -> Option<(Decision, Instant)> {
-        let e = self.entries.get(attributes)?;
+    pub fn get(
+        &mut self,
+        attributes: &Arc<Attributes>,
+        version: u64,
+    ) -> Option<(Arc<Decision>, Instant)> {
+        let e = match &self.last {
+            Some((a, e)) if Arc::ptr_eq(a, attributes) => e,
+            _ => {
+                let e = self.entries.get(&**attributes)?;
+                &self.last.insert((Arc::clone(attributes), e.clone())).1
+            }
+        };
         (e.version == version && Instant::now() < e.expires)
-            .then(|| (e.decision.clone(), e.expires))
+            .then(|| (Arc::clone(&e.decision), e.expires))
     }
 
     /// Keeps a decision if the PDP allowed caching it.
-    pub fn put(&mut self, attributes: Arc<Attributes>, decision: Decision, version: u64) {
+    pub fn put(&mut self, attributes: Arc<Attributes>, decision: Arc<Decision>, version: u64) {
         if decision.ttl.is_zero() {
             return;
         }
+        self.last = None;
         if self.entries.len() >= ENTRIES {
             let now = Instant::now();
             self.entries.retain(|_, e| e.expires > now);

@@ -429,7 +429,7 @@ impl Enforcer {
         let looked_up = self.version.current();
         let mut version = looked_up;
         let mut missing: Vec<&Attributes> = Vec::new();
-        let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(statements.len());
+        let mut decisions: Vec<Option<Arc<Decision>>> = Vec::with_capacity(statements.len());
         // Until when each decision may be reused; `None` for a fresh one
         // (then it is the PDP's ttl from now).
         let mut cached: Vec<Option<Instant>> = Vec::with_capacity(statements.len());
@@ -471,9 +471,9 @@ impl Enforcer {
             let stale_hits = version != looked_up && cached.iter().any(Option::is_some);
             for (slot, a) in decisions.iter_mut().zip(statements) {
                 if slot.is_none() {
-                    let d = fresh.next();
+                    let d = fresh.next().map(Arc::new);
                     if let Some(d) = &d {
-                        self.decisions.put(Arc::clone(a), d.clone(), version);
+                        self.decisions.put(Arc::clone(a), Arc::clone(d), version);
                     }
                     *slot = d;
                 }

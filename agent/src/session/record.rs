@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use palisade_proto::v1 as pb;
-use palisade_sql::{Statement, StatementKind};
+use palisade_sql::{Attributes, Statement, StatementKind};
 
+use crate::audit::{StatementParts, encode_attributes};
 use crate::enforce::{Note, Refusal};
 
 /// One statement of an analysed query string, shared rather than copied:
@@ -86,6 +87,7 @@ pub struct Outcome {
 pub struct Completions {
     recorder: Arc<Recorder>,
     done: Vec<(Pending, Outcome, Ended)>,
+    attributes: EncodedAttributes,
 }
 
 /// When a statement ended, and how long it ran.
@@ -100,6 +102,7 @@ impl Completions {
         Self {
             recorder,
             done: Vec::new(),
+            attributes: EncodedAttributes::default(),
         }
     }
 
@@ -116,8 +119,45 @@ impl Completions {
     pub fn record(&mut self) {
         for (pending, outcome, ended) in self.done.drain(..) {
             self.recorder
-                .completed(pending, outcome, ended.at, ended.took);
+                .completed(pending, outcome, ended.at, ended.took, &mut self.attributes);
         }
+    }
+}
+
+/// How many analyses' encoded attributes a session keeps.
+const ENCODED_ATTRIBUTES: usize = 16;
+
+/// Statements' attributes as their events carry them, encoded once per
+/// analysis: every execution of a prepared statement, and every string of
+/// the same literal shape, shares one `Arc<Attributes>`. Looked up by that
+/// pointer (the entry holds the `Arc`, so the pointer cannot be reused for
+/// other attributes while it is here); the oldest entry makes room.
+#[derive(Default)]
+struct EncodedAttributes {
+    entries: Vec<(Arc<Attributes>, Vec<u8>)>,
+    /// The entry replaced next once all are in use.
+    next: usize,
+}
+
+impl EncodedAttributes {
+    fn get(&mut self, attributes: &Arc<Attributes>) -> &[u8] {
+        let found = self
+            .entries
+            .iter()
+            .position(|(a, _)| Arc::ptr_eq(a, attributes));
+        let index = found.unwrap_or_else(|| {
+            let entry = (Arc::clone(attributes), encode_attributes(attributes));
+            if self.entries.len() < ENCODED_ATTRIBUTES {
+                self.entries.push(entry);
+                self.entries.len() - 1
+            } else {
+                let index = self.next;
+                self.next = (index + 1) % ENCODED_ATTRIBUTES;
+                self.entries[index] = entry;
+                index
+            }
+        });
+        &self.entries[index].1
     }
 }
 
@@ -173,52 +213,63 @@ impl Recorder {
     /// The text kept of a statement: verbatim, or normalized (literals
     /// replaced) when redaction is on. Role statements are always
     /// normalized: `ALTER ROLE x PASSWORD '...'` must never be stored.
-    pub fn text_of(&self, statement: &Statement) -> String {
+    pub fn text_of<'a>(&self, statement: &'a Statement) -> &'a str {
         if self.redact_literals || statement.attributes.kind == StatementKind::Role {
             if statement.attributes.normalized.is_empty() {
-                "<redacted>".to_owned()
+                "<redacted>"
             } else {
-                statement.attributes.normalized.clone()
+                &statement.attributes.normalized
             }
         } else {
-            statement.text.clone()
+            &statement.text
         }
     }
 
     /// A statement that ran (or failed upstream), ended at `at` after
     /// running for `took`. Takes `p` whole: its column lists move into the
-    /// event rather than being copied for every statement.
-    fn completed(&self, p: Pending, outcome: Outcome, at: SystemTime, took: Duration) {
-        if self.tx.is_none() {
+    /// event rather than being copied for every statement; the text,
+    /// policies and attributes (`encoded` once per analysis) are written
+    /// from where they live.
+    fn completed(
+        &self,
+        p: Pending,
+        outcome: Outcome,
+        at: SystemTime,
+        took: Duration,
+        encoded: &mut EncodedAttributes,
+    ) {
+        let Some(tx) = &self.tx else {
             return;
-        }
-        let event = pb::audit_event::Event::Statement(pb::StatementExecuted {
-            text: self.text_of(&p.statement),
-            attributes: Some(palisade_proto::convert::attributes_to_pb(
-                &p.statement.attributes,
-            )),
-            effect: pb::Effect::Allow.into(),
-            determining_policies: p.note.policies.to_vec(),
-            reason: String::new(),
-            approval_id: p.note.approval_id.unwrap_or_default(),
-            rows: outcome.rows,
-            command_tag: outcome.tag,
-            masked_columns: p
-                .masked
-                .into_iter()
-                .map(|column| pb::ColumnRef {
-                    relation: None,
-                    column,
-                })
-                .collect(),
-            duration: Some(duration(took)),
-            error: outcome.error.unwrap_or_default(),
-            sqlstate: outcome.sqlstate.unwrap_or_default(),
-            result_columns: p.columns,
-            cached_decision: p.note.cached,
-            protocol: p.protocol.to_owned(),
-        });
-        self.emit_at(event, at);
+        };
+        tx.send_statement(
+            &timestamp(at),
+            StatementParts {
+                text: self.text_of(&p.statement),
+                attributes: encoded.get(&p.statement.attributes),
+                policies: &p.note.policies,
+                protocol: p.protocol,
+                rest: pb::StatementExecuted {
+                    effect: pb::Effect::Allow.into(),
+                    approval_id: p.note.approval_id.unwrap_or_default(),
+                    rows: outcome.rows,
+                    command_tag: outcome.tag,
+                    masked_columns: p
+                        .masked
+                        .into_iter()
+                        .map(|column| pb::ColumnRef {
+                            relation: None,
+                            column,
+                        })
+                        .collect(),
+                    duration: Some(duration(took)),
+                    error: outcome.error.unwrap_or_default(),
+                    sqlstate: outcome.sqlstate.unwrap_or_default(),
+                    result_columns: p.columns,
+                    cached_decision: p.note.cached,
+                    ..Default::default()
+                },
+            },
+        );
     }
 
     /// Statements refused by policy (or because no decision could be had);
@@ -262,7 +313,7 @@ impl Recorder {
         }
         for s in statements {
             self.emit(event(
-                self.text_of(s),
+                self.text_of(s).to_owned(),
                 Some(palisade_proto::convert::attributes_to_pb(&s.attributes)),
             ));
         }
