@@ -96,10 +96,7 @@ pub(super) fn encode(
     let statement_len = rest.encoded_len()
         + str_field_len(STATEMENT_TEXT, text)
         + bytes_field_len(STATEMENT_ATTRIBUTES, attributes)
-        + policies
-            .iter()
-            .map(|p| bytes_field_len(STATEMENT_POLICIES, p.as_bytes()))
-            .sum::<usize>()
+        + prost::encoding::string::encoded_len_repeated(STATEMENT_POLICIES, policies)
         + str_field_len(STATEMENT_PROTOCOL, protocol);
     let len = prefix.0.len()
         + prost::encoding::message::encoded_len(EVENT_TIME, time)
@@ -115,9 +112,7 @@ pub(super) fn encode(
     rest.encode_raw(&mut body);
     put_str_field(STATEMENT_TEXT, text, &mut body);
     put_bytes_field(STATEMENT_ATTRIBUTES, attributes, &mut body);
-    for policy in policies {
-        put_bytes_field(STATEMENT_POLICIES, policy.as_bytes(), &mut body);
-    }
+    prost::encoding::string::encode_repeated(STATEMENT_POLICIES, policies, &mut body);
     put_str_field(STATEMENT_PROTOCOL, protocol, &mut body);
     debug_assert_eq!(body.len(), len);
     body

@@ -192,18 +192,13 @@ impl Recorder {
 
     /// Emits one event; its sequence number is given when it is spooled.
     pub fn emit(&self, event: pb::audit_event::Event) {
-        self.emit_at(event, SystemTime::now());
-    }
-
-    /// Emits one event of what happened at `at`.
-    fn emit_at(&self, event: pb::audit_event::Event, at: SystemTime) {
         let Some(tx) = &self.tx else {
             return;
         };
         tx.send(pb::AuditEvent {
             session_id: self.session_id.clone(),
             sequence: 0,
-            time: Some(timestamp(at)),
+            time: Some(timestamp(SystemTime::now())),
             // The feed fills in the agent's id.
             agent_id: String::new(),
             event: Some(event),
